@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (every test).
+# Each creates the virtual environment and installs what it needs when missing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.14.1
+# Changes to these need a reinstall (the C++/CUDA extension is compiled at install time).
+BUILD_INPUTS := setup.py setup.cfg pyproject.toml $(shell find snntorch_clif/csrc -type f 2>/dev/null)
+STAMP := $(VENV)/.snntorch-clif-installed
+
+.PHONY: install demo test lint
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja
+	$(PIP) install -q --no-build-isolation -e ".[demo,test,docs]"
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m snntorch_clif.demo $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,35 @@
+"""Choose the implementation that runs a step or a sequence.
+
+Arguments arrive checked and converted by :mod:`snntorch_clif.functional` (states and
+parameters are tensors in the input's dtype and device; the surrogate is resolved).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from torch import Tensor
+
+from .reference import clif_sequence_reference, clif_step_reference
+from .surrogate import SpikeGrad
+
+
+def run_step(
+    x: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    spike_grad: SpikeGrad, reset_mechanism: str, inhibition: bool,
+    state_quant: Optional[Callable[[Tensor], Tensor]],
+) -> tuple[Tensor, Tensor, Tensor]:
+    return clif_step_reference(
+        x, comp, mem, beta, threshold, spike_grad, reset_mechanism, gsf, inhibition, state_quant
+    )
+
+
+def run_sequence(
+    x_seq: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    spike_grad: SpikeGrad, reset_mechanism: str, return_sequences: bool, inhibition: bool,
+    state_quant: Optional[Callable[[Tensor], Tensor]],
+) -> tuple[Tensor, Tensor, Tensor]:
+    return clif_sequence_reference(
+        x_seq, comp, mem, beta, threshold, spike_grad, reset_mechanism, gsf, return_sequences,
+        inhibition, state_quant,
+    )

@@ -1,0 +1,198 @@
+r"""Pure functions on tensors: one CLIF step, or a whole ``[T, ...]`` sequence.
+
+They own no state: the caller passes the states in and gets the new ones back. They
+check their arguments, then hand over to the dispatcher, which runs the fused kernel
+where one fits and :mod:`snntorch_clif.reference` otherwise. The equations are those of
+:mod:`snntorch_clif.reference`:
+
+.. math::
+    h_t = \beta u_{t-1} + x_t,\quad s_t = H(h_t - \theta),\quad
+    m_t = \sigma((1-\beta)h_t)\, m_{t-1} + s_t,\quad u_t = h_t - s_t(\theta + \sigma(m_t))
+
+Example::
+
+    >>> import torch
+    >>> from snntorch_clif.functional import clif_sequence
+    >>> x = torch.rand(8, 32, 100)            # [T, batch, features]
+    >>> spk, comp, mem = clif_sequence(x)     # states start from zeros
+    >>> spk.shape, mem.shape
+    (torch.Size([8, 32, 100]), torch.Size([32, 100]))
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from . import _dispatch
+from .reference import RESET_MECHANISMS
+from .surrogate import SpikeGrad, resolve
+
+__all__ = ["CLIFOutput", "clif_step", "clif_sequence"]
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class CLIFOutput(NamedTuple):
+    """``(spk, comp, mem)``: spikes, complementary potential, membrane potential."""
+
+    spk: Tensor
+    comp: Tensor
+    mem: Tensor
+
+
+def check_input(x: object, name: str, sequence: bool) -> Tensor:
+    """Raise a clear error unless ``x`` is a floating tensor (with a time dim if ``sequence``)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if sequence and x.dim() < 1:
+        raise ValueError(f"{name} must be time-major [T, ...] with at least one dimension, got a 0-d tensor")
+    return x
+
+
+def check_reset_mechanism(reset_mechanism: object) -> str:
+    """Raise ``ValueError`` unless ``reset_mechanism`` is one of ``subtract``, ``zero``, ``none``."""
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    return reset_mechanism  # type: ignore[return-value]
+
+
+def check_state(state: Optional[Tensor], name: str, like: Tensor, shape: torch.Size) -> Tensor:
+    """A state passed explicitly: ``None`` or empty means zeros; otherwise it must match exactly."""
+    if state is None:
+        return like.new_zeros(shape)
+    if not isinstance(state, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(state).__name__}")
+    if state.numel() == 0 and state.shape != shape:
+        return like.new_zeros(shape)
+    if state.shape != shape:
+        raise ValueError(f"{name} must have shape {tuple(shape)} to match the input, got {tuple(state.shape)}")
+    if state.dtype != like.dtype:
+        raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {state.dtype}")
+    if state.device != like.device:
+        raise ValueError(f"{name} must be on the input's device {like.device}, got {state.device}")
+    return state
+
+
+def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Size) -> Tensor:
+    """``beta``/``threshold``/``graded_spikes_factor`` as a tensor in ``like``'s dtype and device.
+
+    A tensor must broadcast to the neuron shape ``shape`` without changing it.
+    """
+    if isinstance(value, Tensor):
+        if value.dim() > len(shape) or torch.broadcast_shapes(value.shape, shape) != shape:
+            raise ValueError(
+                f"{name} of shape {tuple(value.shape)} does not broadcast to the neurons' shape {tuple(shape)}"
+            )
+        return value.to(device=like.device, dtype=like.dtype)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _prepare(
+    x: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor | float,
+    threshold: Tensor | float, graded_spikes_factor: Tensor | float, spike_grad: SpikeGrad | None,
+    reset_mechanism: str, neuron_shape: torch.Size,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, SpikeGrad]:
+    check_reset_mechanism(reset_mechanism)
+    if not isinstance(beta, Tensor) and not 0.0 <= float(beta) <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    return (
+        check_state(comp, "comp", x, neuron_shape),
+        check_state(mem, "mem", x, neuron_shape),
+        as_parameter(beta, "beta", x, neuron_shape),
+        as_parameter(threshold, "threshold", x, neuron_shape),
+        as_parameter(graded_spikes_factor, "graded_spikes_factor", x, neuron_shape),
+        resolve(spike_grad),
+    )
+
+
+def clif_step(
+    x: Tensor,
+    comp: Optional[Tensor] = None,
+    mem: Optional[Tensor] = None,
+    *,
+    beta: Tensor | float = 0.5,
+    threshold: Tensor | float = 1.0,
+    spike_grad: SpikeGrad | None = None,
+    reset_mechanism: str = "subtract",
+    graded_spikes_factor: Tensor | float = 1.0,
+    inhibition: bool = False,
+    state_quant: Optional[Callable[[Tensor], Tensor]] = None,
+) -> CLIFOutput:
+    r"""One CLIF time step on ``x`` (any shape).
+
+    ``comp`` and ``mem`` are the previous states (``None`` or empty: zeros); ``beta``,
+    ``threshold`` and ``graded_spikes_factor`` are floats or tensors broadcastable to
+    ``x.shape``. Returns :class:`CLIFOutput` ``(spk, comp, mem)``, all in ``x``'s dtype.
+
+    .. math::
+        h = \beta\,\mathrm{mem} + x,\quad s = H(h-\theta),\quad
+        \mathrm{comp}' = \sigma((1-\beta)h)\,\mathrm{comp} + s,\quad
+        \mathrm{mem}' = h - s\,(\theta + \sigma(\mathrm{comp}'))
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif.functional import clif_step
+        >>> spk, comp, mem = clif_step(torch.tensor([1.5, 0.5]))
+        >>> spk, comp
+        (tensor([1., 0.]), tensor([1., 0.]))
+    """
+    check_input(x, "x", sequence=False)
+    comp, mem, beta_t, thr_t, gsf_t, surrogate = _prepare(
+        x, comp, mem, beta, threshold, graded_spikes_factor, spike_grad, reset_mechanism, x.shape
+    )
+    return CLIFOutput(*_dispatch.run_step(
+        x, comp, mem, beta_t, thr_t, gsf_t, surrogate, reset_mechanism, inhibition, state_quant
+    ))
+
+
+def clif_sequence(
+    x_seq: Tensor,
+    comp: Optional[Tensor] = None,
+    mem: Optional[Tensor] = None,
+    *,
+    beta: Tensor | float = 0.5,
+    threshold: Tensor | float = 1.0,
+    spike_grad: SpikeGrad | None = None,
+    reset_mechanism: str = "subtract",
+    graded_spikes_factor: Tensor | float = 1.0,
+    return_sequences: bool = False,
+    inhibition: bool = False,
+    state_quant: Optional[Callable[[Tensor], Tensor]] = None,
+) -> CLIFOutput:
+    r"""CLIF over a whole time-major sequence ``x_seq`` of shape ``[T, ...]`` in one call.
+
+    ``comp`` and ``mem`` are the states before the first step, shaped ``x_seq.shape[1:]``
+    (``None`` or empty: zeros). Returns :class:`CLIFOutput`: the ``[T, ...]`` spikes and
+    the final states, or with ``return_sequences=True`` the ``[T, ...]`` state sequences.
+    Feeding a long sequence in chunks, passing each call's final states to the next,
+    gives the same result as one call (truncated BPTT: detach the states in between).
+
+    .. math:: \text{for } t = 1..T:\ (s_t, m_t, u_t) = \mathrm{clif\_step}(x_t, m_{t-1}, u_{t-1})
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif.functional import clif_sequence
+        >>> x = torch.rand(16, 4, 10)
+        >>> spk_a, comp, mem = clif_sequence(x[:8])
+        >>> spk_b, comp, mem = clif_sequence(x[8:], comp, mem)
+        >>> torch.equal(torch.cat([spk_a, spk_b]), clif_sequence(x).spk)
+        True
+    """
+    check_input(x_seq, "x_seq", sequence=True)
+    comp, mem, beta_t, thr_t, gsf_t, surrogate = _prepare(
+        x_seq, comp, mem, beta, threshold, graded_spikes_factor, spike_grad, reset_mechanism,
+        x_seq.shape[1:],
+    )
+    return CLIFOutput(*_dispatch.run_sequence(
+        x_seq, comp, mem, beta_t, thr_t, gsf_t, surrogate, reset_mechanism, return_sequences,
+        inhibition, state_quant,
+    ))
