@@ -84,7 +84,11 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
     A tensor must broadcast to the neuron shape ``shape`` without changing it.
     """
     if isinstance(value, Tensor):
-        if value.dim() > len(shape) or torch.broadcast_shapes(value.shape, shape) != shape:
+        try:
+            fits = value.dim() <= len(shape) and torch.broadcast_shapes(value.shape, shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"{name} of shape {tuple(value.shape)} does not broadcast to the neurons' shape {tuple(shape)}"
             )

@@ -109,7 +109,7 @@ class CLIF(snn.Leaky):
         torch.Size([10, 32, 128])
     """
 
-    _live: ClassVar["weakref.WeakSet[CLIF]"] = weakref.WeakSet()
+    _live: ClassVar[weakref.WeakSet[CLIF]] = weakref.WeakSet()
 
     def __init__(
         self,

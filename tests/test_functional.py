@@ -1,0 +1,66 @@
+"""functional.py: the stateless API, its argument checks and edge shapes."""
+
+import pytest
+import torch
+
+from snntorch_clif.functional import CLIFOutput, clif_sequence, clif_step
+from snntorch_clif.reference import clif_sequence_reference
+from snntorch_clif.surrogate import Rectangle
+
+
+def test_sequence_matches_reference_and_returns_named_tuple() -> None:
+    x = 2 * torch.rand(5, 3, 4)
+    out = clif_sequence(x, beta=0.7, threshold=0.9, reset_mechanism="zero")
+    assert isinstance(out, CLIFOutput)
+    z = torch.zeros(3, 4)
+    ref = clif_sequence_reference(x, z, z, 0.7, 0.9, Rectangle(), "zero")
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+
+
+def test_chunks_with_carried_states_equal_one_call() -> None:
+    x = 2 * torch.rand(10, 2, 3)
+    spk_a, comp, mem = clif_sequence(x[:3])
+    spk_b, comp, mem = clif_sequence(x[3:], comp, mem)
+    whole = clif_sequence(x)
+    assert torch.equal(torch.cat([spk_a, spk_b]), whole.spk)
+    assert torch.equal(comp, whole.comp) and torch.equal(mem, whole.mem)
+
+
+def test_empty_states_mean_zeros() -> None:
+    x = 2 * torch.rand(2, 3)
+    a = clif_step(x, torch.empty(0), torch.empty(0))
+    b = clif_step(x)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+def test_zero_size_inputs_give_empty_outputs() -> None:
+    spk, comp, mem = clif_sequence(torch.rand(0, 2, 3))
+    assert spk.shape == (0, 2, 3) and comp.shape == (2, 3) and mem.shape == (2, 3)
+    spk, comp, mem = clif_sequence(torch.rand(0, 2, 3), return_sequences=True)
+    assert spk.shape == comp.shape == mem.shape == (0, 2, 3)
+    spk, comp, mem = clif_step(torch.rand(0, 5))
+    assert spk.shape == comp.shape == mem.shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"reset_mechanism": "soft"}, ValueError, "reset_mechanism must be one of"),
+        ({"beta": -0.1}, ValueError, r"beta must lie in \[0, 1\]"),
+        ({"threshold": torch.ones(2, 2, 5)}, ValueError, "threshold of shape"),
+        ({"graded_spikes_factor": "2"}, TypeError, "graded_spikes_factor must be a float or a tensor"),
+        ({"spike_grad": 1.0}, TypeError, "spike_grad must be callable"),
+    ],
+)
+def test_bad_keyword_arguments(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        clif_sequence(torch.rand(3, 2, 5), **kwargs)
+
+
+def test_bad_positional_arguments() -> None:
+    with pytest.raises(TypeError, match="x_seq must be a torch.Tensor"):
+        clif_sequence([[1.0]])
+    with pytest.raises(ValueError, match=r"mem must have shape \(2, 5\)"):
+        clif_sequence(torch.rand(3, 2, 5), None, torch.zeros(3, 2, 5))
+    with pytest.raises(TypeError, match="x must be float16, bfloat16, float32 or float64"):
+        clif_step(torch.ones(3, dtype=torch.int32))
