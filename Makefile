@@ -15,6 +15,8 @@ $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja
 	$(PIP) install -q --no-build-isolation -e ".[demo,test,docs]"
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null; } || echo "note: no chromium; the docs browser test will skip"
 	touch $@
 
 install: $(STAMP)
