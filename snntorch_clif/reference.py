@@ -116,9 +116,10 @@ def clif_sequence_reference(
         if return_sequences:
             comps.append(comp)
             mems.append(mem)
-    if not spikes:  # T == 0
-        empty = x_seq.new_empty(x_seq.shape)
-        return empty, (empty.clone() if return_sequences else comp), (empty.clone() if return_sequences else mem)
+    if not spikes:  # T == 0: empty outputs, still connected to the graph
+        if return_sequences:
+            return x_seq.clone(), comp.unsqueeze(0)[:0], mem.unsqueeze(0)[:0]
+        return x_seq.clone(), comp, mem
     if return_sequences:
         return torch.stack(spikes), torch.stack(comps), torch.stack(mems)
     return torch.stack(spikes), comp, mem
