@@ -1,0 +1,220 @@
+"""Which implementation runs CLIF: the fused kernels or the pure-PyTorch reference.
+
+Call the module itself for a report of what was built and what each device uses::
+
+    >>> import snntorch_clif
+    >>> info = snntorch_clif.backends()
+    >>> info.cpu_kernel, info.devices["cpu"]            # doctest: +SKIP
+    (True, 'fused')
+
+The fused op runs when the surrogate is a known one (:mod:`snntorch_clif.surrogate`, or
+a snnTorch factory mapped onto one), ``inhibition`` is off, ``state_quant`` is unset, the
+library has a kernel for the input's device and dtype, and the reference is not forced.
+Otherwise the reference path runs, and a warning says why, once per reason.
+
+Forcing the reference (for debugging, or to compare): set the environment variable
+``SNNTORCH_CLIF_BACKEND=reference`` before the import (``auto``, the default, picks the
+fused op where it applies), or in code::
+
+    >>> from snntorch_clif import backends
+    >>> with backends.use_reference():
+    ...     pass                                            # everything here: reference
+    >>> backends.set_backend("reference"); backends.set_backend("auto")
+
+Both backends fire with the same rule, :math:`s = H(h - \\theta)` with
+:math:`H(z) = 1` for :math:`z \\ge 0`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from . import ops
+from .surrogate import Surrogate
+
+__all__ = ["BackendReport", "report", "set_backend", "get_backend", "use_reference", "fused_unsupported_reason"]
+
+BACKENDS = ("auto", "reference")
+
+
+def _backend_from_env() -> str:
+    value = os.environ.get("SNNTORCH_CLIF_BACKEND", "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        warnings.warn(
+            f"SNNTORCH_CLIF_BACKEND={value!r} is not one of {BACKENDS}; using 'auto'", RuntimeWarning, stacklevel=2
+        )
+        return "auto"
+    return value
+
+
+_backend: str = _backend_from_env()
+_warned: set[str] = set()
+
+
+def set_backend(name: str) -> None:
+    """Select ``"auto"`` (fused where it applies) or ``"reference"`` (always the reference path).
+
+    Example::
+
+        >>> from snntorch_clif import backends
+        >>> backends.set_backend("reference")
+        >>> backends.get_backend()
+        'reference'
+        >>> backends.set_backend("auto")
+    """
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def get_backend() -> str:
+    """The selected backend, ``"auto"`` or ``"reference"``. Example: ``backends.get_backend()``."""
+    return _backend
+
+
+@contextlib.contextmanager
+def use_reference() -> Iterator[None]:
+    """Run everything inside the ``with`` block on the reference path.
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif import backends, clif_sequence
+        >>> with backends.use_reference():
+        ...     spk = clif_sequence(torch.rand(4, 3)).spk
+    """
+    previous = _backend
+    set_backend("reference")
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def _warn_once(reason: str) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"snntorch_clif: {reason}; running the pure-PyTorch reference path", RuntimeWarning, stacklevel=4)
+
+
+def fused_unsupported_reason(
+    x: torch.Tensor, spike_grad: object, inhibition: bool, state_quant: Optional[Callable]
+) -> Optional[str]:
+    """``None`` when the fused op can run this call, else why not (and warn once for that reason).
+
+    No warning when the reference was asked for (:func:`set_backend`).
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif import backends, surrogate
+        >>> backends.fused_unsupported_reason(torch.rand(2), surrogate.atan(), True, None)  # doctest: +SKIP
+        'inhibition is not fused'
+    """
+    if _backend == "reference":
+        return "forced"
+    if not isinstance(spike_grad, Surrogate):
+        name = getattr(spike_grad, "__qualname__", type(spike_grad).__name__)
+        reason = f"the custom surrogate {name!r} is not fused (use one of snntorch_clif.surrogate)"
+    elif inhibition:
+        reason = "inhibition is not fused"
+    elif state_quant is not None:
+        reason = "state_quant is not fused"
+    elif not ops.AVAILABLE:
+        reason = f"the compiled kernels could not be loaded ({ops.LOAD_ERROR})"
+    elif not ops.has_kernel(x.device.type):
+        reason = f"no fused kernel was built for device type {x.device.type!r}"
+    elif x.dtype == torch.float64 and x.device.type != "cpu":
+        reason = f"float64 is fused on the CPU only, not on {x.device.type!r}"
+    else:
+        return None
+    _warn_once(reason)
+    return reason
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """What :func:`report` found. ``devices`` maps a device type to ``"fused"`` or ``"reference (why)"``."""
+
+    extension_loaded: bool
+    load_error: Optional[str]
+    cpu_kernel: bool
+    cpu_isa: Optional[str]
+    cuda_kernel: bool
+    cuda_archs: tuple[str, ...]
+    backend: str
+    devices: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"snntorch_clif backend: {self.backend}",
+            f"  extension loaded: {self.extension_loaded}" + (f" ({self.load_error})" if self.load_error else ""),
+            f"  CPU kernel: {self.cpu_kernel}" + (f" ({self.cpu_isa})" if self.cpu_isa else ""),
+            f"  CUDA kernel: {self.cuda_kernel}" + (f" (archs {', '.join(self.cuda_archs)})" if self.cuda_archs else ""),
+        ]
+        lines += [f"  {dev}: {use}" for dev, use in self.devices.items()]
+        return "\n".join(lines)
+
+
+def report() -> BackendReport:
+    """What was built (CPU / CUDA kernels, CUDA architectures) and what each device uses.
+
+    ``snntorch_clif.backends()`` is the same call.
+
+    Example::
+
+        >>> import snntorch_clif
+        >>> print(snntorch_clif.backends())                # doctest: +SKIP
+        snntorch_clif backend: auto
+          extension loaded: True
+          CPU kernel: True (avx512)
+          CUDA kernel: True (archs 8.0, 9.0+PTX)
+          cpu: fused
+          cuda: reference (no CUDA device is visible)
+    """
+    cpu = ops.has_kernel("cpu")
+    cuda = ops.has_kernel("cuda")
+    archs: tuple[str, ...] = ()
+    isa = None
+    if ops.AVAILABLE:
+        archs = tuple(a.strip() for a in str(ops._C.CUDA_ARCHS).split(",") if a.strip())
+        isa = ops._C.cpu_isa()
+
+    def use(device: str, built: bool) -> str:
+        if _backend == "reference":
+            return "reference (forced)"
+        if not ops.AVAILABLE:
+            return f"reference (extension not loaded: {ops.LOAD_ERROR})"
+        if not built:
+            return "reference (no kernel built for this device)"
+        return "fused"
+
+    devices = {"cpu": use("cpu", cpu)}
+    if torch.cuda.is_available():
+        devices["cuda"] = use("cuda", cuda)
+    else:
+        devices["cuda"] = "fused when a GPU is visible (none is)" if cuda and _backend == "auto" else use("cuda", cuda)
+    return BackendReport(
+        extension_loaded=ops.AVAILABLE, load_error=ops.LOAD_ERROR, cpu_kernel=cpu, cpu_isa=isa,
+        cuda_kernel=cuda, cuda_archs=archs, backend=_backend, devices=devices,
+    )
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``snntorch_clif.backends()`` report while the module keeps its functions."""
+
+    def __call__(self) -> BackendReport:
+        return report()
+
+
+sys.modules[__name__].__class__ = _CallableModule

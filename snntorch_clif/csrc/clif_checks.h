@@ -1,0 +1,132 @@
+// Host-side argument checks and output allocation shared by the CPU and CUDA backends
+// of the ops declared in register.cpp, so both backends accept and return exactly the
+// same shapes and dtypes (ops.py's fake kernels mirror these rules).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+
+namespace snntorch_clif {
+
+// Compute (and saved-tensor) dtype: float32 for float32/float16/bfloat16, float64 for float64.
+inline at::ScalarType acc_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_param(const at::Tensor& p, const char* name, const at::Tensor& x, int64_t n) {
+  TORCH_CHECK(p.dim() == 1 && (p.size(0) == 1 || p.size(0) == n), "snntorch_clif: ", name,
+              " must be 1-d with 1 or N=", n, " elements, got shape ", p.sizes());
+  TORCH_CHECK(p.scalar_type() == x.scalar_type(), "snntorch_clif: ", name, " must have dtype ",
+              x.scalar_type(), ", got ", p.scalar_type());
+  TORCH_CHECK(p.device() == x.device(), "snntorch_clif: ", name, " is on ", p.device(),
+              ", x on ", x.device());
+  TORCH_CHECK(p.is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
+}
+
+inline void check_state(const at::Tensor& s, const char* name, const at::Tensor& x, int64_t n) {
+  TORCH_CHECK(s.dim() == 1 && s.size(0) == n, "snntorch_clif: ", name, " must have shape [", n,
+              "], got ", s.sizes());
+  TORCH_CHECK(s.scalar_type() == x.scalar_type() && s.device() == x.device(),
+              "snntorch_clif: ", name, " must match x's dtype and device");
+  TORCH_CHECK(s.is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
+}
+
+inline void check_reset(int64_t reset) {
+  TORCH_CHECK(reset >= 0 && reset <= 2, "snntorch_clif: reset id must be 0, 1 or 2, got ", reset);
+}
+
+inline void check_forward_args(const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0,
+                               const at::Tensor& beta, const at::Tensor& threshold,
+                               const at::Tensor& gsf, int64_t reset) {
+  TORCH_CHECK(x.dim() == 2, "snntorch_clif: x must be [T, N], got ", x.sizes());
+  TORCH_CHECK(x.is_contiguous(), "snntorch_clif: x must be contiguous");
+  const int64_t n = x.size(1);
+  check_state(comp0, "comp", x, n);
+  check_state(mem0, "mem", x, n);
+  check_param(beta, "beta", x, n);
+  check_param(threshold, "threshold", x, n);
+  check_param(gsf, "graded_spikes_factor", x, n);
+  check_reset(reset);
+}
+
+struct ForwardOutputs {
+  at::Tensor spk, comp, mem, saved;
+};
+
+// spk [T, N]; comp/mem [N] or [T, N] with return_sequences; saved [2T+1, N] in the compute
+// dtype when `save` (rows 0..T-1: h_t; row T: m_{-1}; rows T+1..2T: m_0..m_{T-1}), else [0].
+inline ForwardOutputs allocate_forward(const at::Tensor& x, bool return_sequences, bool save) {
+  const int64_t T = x.size(0), n = x.size(1);
+  ForwardOutputs o;
+  o.spk = at::empty({T, n}, x.options());
+  if (return_sequences) {
+    o.comp = at::empty({T, n}, x.options());
+    o.mem = at::empty({T, n}, x.options());
+  } else {
+    o.comp = at::empty({n}, x.options());
+    o.mem = at::empty({n}, x.options());
+  }
+  const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
+  o.saved = save ? at::empty({2 * T + 1, n}, acc) : at::empty({0}, acc);
+  return o;
+}
+
+// An incoming gradient of a state output: undefined, [N] (final state) or [T, N] (sequence).
+inline void check_state_grad(const c10::optional<at::Tensor>& g, const char* name, const at::Tensor& gspk) {
+  if (!g.has_value() || !g->defined()) return;
+  const int64_t T = gspk.size(0), n = gspk.size(1);
+  const bool final_state = g->dim() == 1 && g->size(0) == n;
+  const bool sequence = g->dim() == 2 && g->size(0) == T && g->size(1) == n;
+  TORCH_CHECK(final_state || sequence, "snntorch_clif: ", name, " must be [N] or [T, N], got ", g->sizes());
+  TORCH_CHECK(g->scalar_type() == gspk.scalar_type() && g->device() == gspk.device(),
+              "snntorch_clif: ", name, " must match grad_spk's dtype and device");
+  TORCH_CHECK(g->is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
+}
+
+inline void check_backward_args(const at::Tensor& gspk, const c10::optional<at::Tensor>& gcomp,
+                                const c10::optional<at::Tensor>& gmem, const at::Tensor& saved,
+                                const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
+                                const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset,
+                                int64_t surrogate) {
+  TORCH_CHECK(gspk.dim() == 2 && gspk.is_contiguous(), "snntorch_clif: grad_spk must be a contiguous [T, N]");
+  const int64_t T = gspk.size(0), n = gspk.size(1);
+  check_state_grad(gcomp, "grad_comp", gspk);
+  check_state_grad(gmem, "grad_mem", gspk);
+  TORCH_CHECK(saved.dim() == 2 && saved.size(0) == 2 * T + 1 && saved.size(1) == n && saved.is_contiguous(),
+              "snntorch_clif: saved must be the forward's contiguous [2T+1, N] buffer, got ", saved.sizes(),
+              " (was the forward run with save=False?)");
+  TORCH_CHECK(saved.scalar_type() == acc_dtype(gspk.scalar_type()) && saved.device() == gspk.device(),
+              "snntorch_clif: saved has the wrong dtype or device");
+  if (mem0.has_value() && mem0->defined()) check_state(*mem0, "mem", gspk, n);
+  check_param(beta, "beta", gspk, n);
+  check_param(threshold, "threshold", gspk, n);
+  check_param(gsf, "graded_spikes_factor", gspk, n);
+  check_reset(reset);
+  TORCH_CHECK(surrogate >= 0 && surrogate < 7, "snntorch_clif: surrogate id must be in 0..6, got ", surrogate);
+}
+
+struct BackwardOutputs {
+  at::Tensor dx, dcomp0, dmem0, dbeta, dthreshold, dgsf;
+};
+
+// dx [T, N], dcomp0/dmem0 [N] in x's dtype; per-neuron parameter partial sums [N] in the
+// compute dtype when `param_grads`, else [0].
+inline BackwardOutputs allocate_backward(const at::Tensor& gspk, bool param_grads) {
+  const int64_t T = gspk.size(0), n = gspk.size(1);
+  BackwardOutputs o;
+  o.dx = at::empty({T, n}, gspk.options());
+  o.dcomp0 = at::empty({n}, gspk.options());
+  o.dmem0 = at::empty({n}, gspk.options());
+  const auto acc = gspk.options().dtype(acc_dtype(gspk.scalar_type()));
+  const int64_t pn = param_grads ? n : 0;
+  o.dbeta = at::empty({pn}, acc);
+  o.dthreshold = at::empty({pn}, acc);
+  o.dgsf = at::empty({pn}, acc);
+  return o;
+}
+
+}  // namespace snntorch_clif

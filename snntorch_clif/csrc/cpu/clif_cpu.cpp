@@ -1,0 +1,561 @@
+// CPU kernels of snntorch_clif::clif_forward and snntorch_clif::clif_backward.
+//
+// Implements snntorch_clif/reference.py, clif_sequence_reference (the `for x in
+// x_seq.unbind(0)` loop over clif_step_reference's lines `h = beta * mem + x` .. `return s *
+// graded_spikes_factor, comp, mem`, without inhibition / state_quant), fused over time,
+// and its reverse-mode derivative. The per-element arithmetic is csrc/clif_math.h, shared
+// with the CUDA kernel; this file only moves data.
+//
+// Layout [T, N]. Neurons are split over threads (at::parallel_for, needs -fopenmp), each
+// thread walks blocks of kBlock neurons; for one block the time loop is outside and the
+// loop over the block's neurons inside, so the inner loop is contiguous and vectorises
+// (the compiler vectorises clif_math.h's scalar code; ISA variants picked at run time).
+// The carries (u, m; GU, GM, sigma(m)) and the block's parameters live in stack arrays
+// that stay in L1/L2, so memory traffic is the 16 B per neuron-step of DESIGN.md sec. 5.
+#include "../clif_checks.h"
+#include "../clif_math.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#if defined(__GNUC__)
+#define CLIF_FORCE_INLINE inline __attribute__((always_inline))
+#define CLIF_RESTRICT __restrict__
+#else
+#define CLIF_FORCE_INLINE inline
+#define CLIF_RESTRICT
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define CLIF_X86_VARIANTS 1
+#if defined(__clang__)
+#define CLIF_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c,bmi,bmi2")))
+#else
+// GCC otherwise keeps 256-bit vectors on AVX-512 machines.
+#define CLIF_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c,bmi,bmi2,prefer-vector-width=512")))
+#endif
+#define CLIF_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi,bmi2")))
+#endif
+
+namespace snntorch_clif {
+namespace {
+
+// Neurons per block: ~14 arrays of this many floats stay in L2 (a row of every stream
+// and the carries), and a block is large enough for long contiguous vector loops.
+constexpr int64_t kBlock = 1024;
+
+// ---------------------------------------------------------------------------------------
+// Row functions: one time step for `len` neurons, all operands in the compute type S.
+// ---------------------------------------------------------------------------------------
+template <typename S>
+struct FwdRow {
+  int64_t len;
+  const S* x;
+  S* u;  // carry: mem
+  S* m;  // carry: comp
+  const S* beta;
+  const S* theta;
+  const S* gsf;
+  S* spk;
+  S* h_save;  // nullptr: no autograd, nothing saved
+  S* m_save;
+};
+
+template <typename S, int RESET>
+CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
+  const S* CLIF_RESTRICT x = r.x;
+  S* CLIF_RESTRICT u = r.u;
+  S* CLIF_RESTRICT m = r.m;
+  const S* CLIF_RESTRICT beta = r.beta;
+  const S* CLIF_RESTRICT theta = r.theta;
+  const S* CLIF_RESTRICT gsf = r.gsf;
+  S* CLIF_RESTRICT spk = r.spk;
+  const int64_t len = r.len;
+  if (r.h_save != nullptr) {
+    S* CLIF_RESTRICT hs = r.h_save;
+    S* CLIF_RESTRICT ms = r.m_save;
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      S h, s, ui = u[i], mi = m[i];
+      clif_forward_step<S, RESET>(x[i], beta[i], theta[i], ui, mi, h, s);
+      u[i] = ui;
+      m[i] = mi;
+      spk[i] = s * gsf[i];
+      hs[i] = h;
+      ms[i] = mi;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      S h, s, ui = u[i], mi = m[i];
+      clif_forward_step<S, RESET>(x[i], beta[i], theta[i], ui, mi, h, s);
+      u[i] = ui;
+      m[i] = mi;
+      spk[i] = s * gsf[i];
+    }
+  }
+}
+
+// sigma(m_{t-1}) and u_{t-1} from the saved h_{t-1}, m_{t-1} (the forward's reset, redone:
+// the dynamics are never run backwards).
+template <typename S>
+struct PrevRow {
+  int64_t len;
+  const S* h;
+  const S* m;
+  const S* theta;
+  S* b;
+  S* u;
+};
+
+template <typename S, int RESET>
+CLIF_FORCE_INLINE void prev_row_impl(const PrevRow<S>& r) {
+  const S* CLIF_RESTRICT h = r.h;
+  const S* CLIF_RESTRICT m = r.m;
+  const S* CLIF_RESTRICT theta = r.theta;
+  S* CLIF_RESTRICT b = r.b;
+  S* CLIF_RESTRICT u = r.u;
+  const int64_t len = r.len;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    if (RESET == RESET_NONE) {
+      u[i] = h[i];
+    } else {
+      const S bi = clif_sigmoid(m[i]);
+      b[i] = bi;
+      u[i] = clif_reset<S, RESET>(h[i], clif_fire(h[i] - theta[i]), bi, theta[i]);
+    }
+  }
+}
+
+template <typename S>
+struct BwdRow {
+  int64_t len;
+  const S* h;       // h_t
+  const S* m_prev;  // m_{t-1}
+  const S* u_prev;  // u_{t-1}
+  const S* b;       // sigma(m_t)
+  const S* dspk;
+  const S* du;  // dL/dmem_t from a state sequence (zeros otherwise)
+  const S* dm;
+  S* GU;
+  S* GM;
+  const S* beta;
+  const S* theta;
+  const S* gsf;
+  SurrogateConsts<S> sc;
+  S* dx;
+  S* pbeta;
+  S* ptheta;
+  S* pgsf;
+};
+
+template <typename S, int RESET, int KIND>
+CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
+  const S* CLIF_RESTRICT h = r.h;
+  const S* CLIF_RESTRICT m_prev = r.m_prev;
+  const S* CLIF_RESTRICT u_prev = r.u_prev;
+  const S* CLIF_RESTRICT b = r.b;
+  const S* CLIF_RESTRICT dspk = r.dspk;
+  const S* CLIF_RESTRICT du = r.du;
+  const S* CLIF_RESTRICT dm = r.dm;
+  S* CLIF_RESTRICT GU = r.GU;
+  S* CLIF_RESTRICT GM = r.GM;
+  const S* CLIF_RESTRICT beta = r.beta;
+  const S* CLIF_RESTRICT theta = r.theta;
+  const S* CLIF_RESTRICT gsf = r.gsf;
+  S* CLIF_RESTRICT dx = r.dx;
+  S* CLIF_RESTRICT pbeta = r.pbeta;
+  S* CLIF_RESTRICT ptheta = r.ptheta;
+  S* CLIF_RESTRICT pgsf = r.pgsf;
+  const SurrogateConsts<S> sc = r.sc;
+  const int64_t len = r.len;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
+    S gu = GU[i], gm = GM[i];
+    dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
+                                               dspk[i], du[i], dm[i], gu, gm, pg);
+    GU[i] = gu;
+    GM[i] = gm;
+    pbeta[i] = pg.beta;
+    ptheta[i] = pg.theta;
+    pgsf[i] = pg.gsf;
+  }
+}
+
+// One ISA variant = the three row functions compiled for that instruction set.
+template <typename S>
+struct RowKernels {
+  void (*forward[3])(const FwdRow<S>&);
+  void (*prev[3])(const PrevRow<S>&);
+  void (*backward[3][NUM_SURROGATES])(const BwdRow<S>&);
+};
+
+#define CLIF_DEFINE_VARIANT(NS, ATTR)                                              \
+  namespace NS {                                                                   \
+  template <typename S, int R>                                                     \
+  ATTR void forward_row(const FwdRow<S>& r) { forward_row_impl<S, R>(r); }         \
+  template <typename S, int R>                                                     \
+  ATTR void prev_row(const PrevRow<S>& r) { prev_row_impl<S, R>(r); }              \
+  template <typename S, int R, int K>                                              \
+  ATTR void backward_row(const BwdRow<S>& r) { backward_row_impl<S, R, K>(r); }    \
+  }
+
+#define CLIF_KINDS(NS, S, R)                                                                          \
+  {&NS::backward_row<S, R, 0>, &NS::backward_row<S, R, 1>, &NS::backward_row<S, R, 2>,              \
+   &NS::backward_row<S, R, 3>, &NS::backward_row<S, R, 4>, &NS::backward_row<S, R, 5>,              \
+   &NS::backward_row<S, R, 6>}
+
+#define CLIF_TABLE(NS, S)                                                                      \
+  RowKernels<S> {                                                                              \
+    {&NS::forward_row<S, 0>, &NS::forward_row<S, 1>, &NS::forward_row<S, 2>},                \
+        {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>}, {                   \
+      CLIF_KINDS(NS, S, 0), CLIF_KINDS(NS, S, 1), CLIF_KINDS(NS, S, 2)                         \
+    }                                                                                          \
+  }
+
+CLIF_DEFINE_VARIANT(generic, )
+#ifdef CLIF_X86_VARIANTS
+CLIF_DEFINE_VARIANT(avx512, CLIF_TARGET_AVX512)
+CLIF_DEFINE_VARIANT(avx2, CLIF_TARGET_AVX2)
+#endif
+
+struct FloatVariant {
+  RowKernels<float> kernels;
+  const char* name;
+};
+
+// SNNTORCH_CLIF_CPU_ISA=avx2|generic caps the variant (to test them all on one machine).
+FloatVariant pick_float_variant() {
+  const char* cap = std::getenv("SNNTORCH_CLIF_CPU_ISA");
+  const std::string want = cap ? cap : "";
+#ifdef CLIF_X86_VARIANTS
+  __builtin_cpu_init();
+  const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+  const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  if (has_avx512 && want != "avx2" && want != "generic") return {CLIF_TABLE(avx512, float), "avx512"};
+  if (has_avx2 && want != "generic") return {CLIF_TABLE(avx2, float), "avx2"};
+#endif
+  (void)want;
+  return {CLIF_TABLE(generic, float), "generic"};
+}
+
+const FloatVariant& float_variant() {
+  static const FloatVariant v = pick_float_variant();
+  return v;
+}
+
+template <typename S>
+const RowKernels<S>& row_kernels();
+
+template <>
+const RowKernels<float>& row_kernels<float>() {
+  return float_variant().kernels;
+}
+
+template <>
+const RowKernels<double>& row_kernels<double>() {
+  // float64 is for gradcheck: correctness only, default ISA.
+  static const RowKernels<double> k = CLIF_TABLE(generic, double);
+  return k;
+}
+
+// ---------------------------------------------------------------------------------------
+// Block drivers: move one block of neurons through all T steps.
+// ---------------------------------------------------------------------------------------
+template <typename in_t, typename S>
+CLIF_FORCE_INLINE void load(const in_t* src, S* dst, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<S>(src[i]);
+}
+
+template <typename in_t, typename S>
+CLIF_FORCE_INLINE void store(const S* src, in_t* dst, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<in_t>(src[i]);
+}
+
+// A [1] or [N] parameter for neurons n0 .. n0+len.
+template <typename in_t, typename S>
+CLIF_FORCE_INLINE void load_param(const in_t* p, bool per_neuron, int64_t n0, S* dst, int64_t len) {
+  if (per_neuron) {
+    load(p + n0, dst, len);
+  } else {
+    std::fill(dst, dst + len, static_cast<S>(p[0]));
+  }
+}
+
+template <typename in_t, typename S>
+struct ForwardJob {
+  int64_t T, N;
+  int reset;
+  const in_t* x;
+  const in_t* comp0;
+  const in_t* mem0;
+  const in_t* beta;
+  const in_t* theta;
+  const in_t* gsf;
+  bool beta_pn, theta_pn, gsf_pn;  // per-neuron or scalar
+  bool return_sequences;
+  in_t* spk;
+  in_t* comp;
+  in_t* mem;
+  S* saved;  // nullptr when not saving
+};
+
+template <typename in_t, typename S>
+void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
+  constexpr bool kSame = std::is_same<in_t, S>::value;
+  const RowKernels<S>& k = row_kernels<S>();
+  const int64_t T = j.T, N = j.N;
+  alignas(64) S u[kBlock], m[kBlock], beta[kBlock], theta[kBlock], gsf[kBlock], xbuf[kBlock], sbuf[kBlock];
+  for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
+    const int64_t len = std::min(kBlock, end - n0);
+    load_param(j.beta, j.beta_pn, n0, beta, len);
+    load_param(j.theta, j.theta_pn, n0, theta, len);
+    load_param(j.gsf, j.gsf_pn, n0, gsf, len);
+    load(j.comp0 + n0, m, len);
+    load(j.mem0 + n0, u, len);
+    if (j.saved) std::memcpy(j.saved + T * N + n0, m, len * sizeof(S));  // m_{-1}
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t off = t * N + n0;
+      FwdRow<S> row;
+      row.len = len;
+      row.u = u;
+      row.m = m;
+      row.beta = beta;
+      row.theta = theta;
+      row.gsf = gsf;
+      if constexpr (kSame) {
+        row.x = j.x + off;
+        row.spk = j.spk + off;
+      } else {
+        load(j.x + off, xbuf, len);
+        row.x = xbuf;
+        row.spk = sbuf;
+      }
+      row.h_save = j.saved ? j.saved + off : nullptr;
+      row.m_save = j.saved ? j.saved + (T + 1 + t) * N + n0 : nullptr;
+      k.forward[j.reset](row);
+      if constexpr (!kSame) store(sbuf, j.spk + off, len);
+      if (j.return_sequences) {
+        store(m, j.comp + off, len);
+        store(u, j.mem + off, len);
+      }
+    }
+    if (!j.return_sequences) {
+      store(m, j.comp + n0, len);
+      store(u, j.mem + n0, len);
+    }
+  }
+}
+
+template <typename in_t, typename S>
+struct BackwardJob {
+  int64_t T, N;
+  int reset, kind;
+  SurrogateConsts<S> sc;
+  const in_t* gspk;
+  const in_t* gcomp;  // nullptr, [N] or [T, N]
+  const in_t* gmem;
+  bool gcomp_seq, gmem_seq;
+  const S* saved;
+  const in_t* mem0;  // nullptr: u_{-1} taken as 0 (only the beta gradient uses it)
+  const in_t* beta;
+  const in_t* theta;
+  const in_t* gsf;
+  bool beta_pn, theta_pn, gsf_pn;
+  in_t* dx;
+  in_t* dcomp0;
+  in_t* dmem0;
+  S* dbeta;  // nullptr when param_grads is off
+  S* dtheta;
+  S* dgsf;
+};
+
+template <typename in_t, typename S>
+void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
+  constexpr bool kSame = std::is_same<in_t, S>::value;
+  const RowKernels<S>& k = row_kernels<S>();
+  const int64_t T = j.T, N = j.N;
+  const S* saved = j.saved;
+  alignas(64) S GU[kBlock], GM[kBlock], b[kBlock], bprev[kBlock], uprev[kBlock], zero[kBlock];
+  alignas(64) S beta[kBlock], theta[kBlock], gsf[kBlock], pb[kBlock], pt[kBlock], pg[kBlock];
+  alignas(64) S dsbuf[kBlock], dubuf[kBlock], dmbuf[kBlock], dxbuf[kBlock];
+  std::fill(zero, zero + kBlock, S(0));
+  S* bcur = b;
+  S* bnext = bprev;
+  for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
+    const int64_t len = std::min(kBlock, end - n0);
+    load_param(j.beta, j.beta_pn, n0, beta, len);
+    load_param(j.theta, j.theta_pn, n0, theta, len);
+    load_param(j.gsf, j.gsf_pn, n0, gsf, len);
+    std::fill(pb, pb + len, S(0));
+    std::fill(pt, pt + len, S(0));
+    std::fill(pg, pg + len, S(0));
+    if (j.gmem && !j.gmem_seq) load(j.gmem + n0, GU, len); else std::fill(GU, GU + len, S(0));
+    if (j.gcomp && !j.gcomp_seq) load(j.gcomp + n0, GM, len); else std::fill(GM, GM + len, S(0));
+    if (T > 0) {  // sigma(m_{T-1})
+      k.prev[j.reset](PrevRow<S>{len, saved + (T - 1) * N + n0, saved + 2 * T * N + n0, theta, bcur, uprev});
+    }
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t off = t * N + n0;
+      if (t > 0) {
+        k.prev[j.reset](
+            PrevRow<S>{len, saved + (t - 1) * N + n0, saved + (T + t) * N + n0, theta, bnext, uprev});
+      } else if (j.mem0) {
+        load(j.mem0 + n0, uprev, len);
+      } else {
+        std::fill(uprev, uprev + len, S(0));
+      }
+      BwdRow<S> row;
+      row.len = len;
+      row.h = saved + off;
+      row.m_prev = saved + (T + t) * N + n0;
+      row.u_prev = uprev;
+      row.b = bcur;
+      row.GU = GU;
+      row.GM = GM;
+      row.beta = beta;
+      row.theta = theta;
+      row.gsf = gsf;
+      row.sc = j.sc;
+      row.pbeta = pb;
+      row.ptheta = pt;
+      row.pgsf = pg;
+      if constexpr (kSame) {
+        row.dspk = j.gspk + off;
+        row.du = j.gmem_seq ? j.gmem + off : zero;
+        row.dm = j.gcomp_seq ? j.gcomp + off : zero;
+        row.dx = j.dx + off;
+      } else {
+        load(j.gspk + off, dsbuf, len);
+        row.dspk = dsbuf;
+        if (j.gmem_seq) load(j.gmem + off, dubuf, len);
+        row.du = j.gmem_seq ? dubuf : zero;
+        if (j.gcomp_seq) load(j.gcomp + off, dmbuf, len);
+        row.dm = j.gcomp_seq ? dmbuf : zero;
+        row.dx = dxbuf;
+      }
+      k.backward[j.reset][j.kind](row);
+      if constexpr (!kSame) store(dxbuf, j.dx + off, len);
+      std::swap(bcur, bnext);
+    }
+    store(GM, j.dcomp0 + n0, len);
+    store(GU, j.dmem0 + n0, len);
+    if (j.dbeta) {
+      std::memcpy(j.dbeta + n0, pb, len * sizeof(S));
+      std::memcpy(j.dtheta + n0, pt, len * sizeof(S));
+      std::memcpy(j.dgsf + n0, pg, len * sizeof(S));
+    }
+  }
+}
+
+// Few neuron-steps: one thread (thread start-up costs more than the work).
+int64_t grain_size(int64_t T) {
+  return std::max<int64_t>(kBlock, 65536 / std::max<int64_t>(T, 1));
+}
+
+template <typename S>
+using Acc = std::conditional_t<std::is_same<S, double>::value, double, float>;
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
+    const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0, const at::Tensor& beta,
+    const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate, double surrogate_param,
+    bool return_sequences, bool save) {
+  (void)surrogate;
+  (void)surrogate_param;
+  check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
+  ForwardOutputs o = allocate_forward(x, return_sequences, save);
+  const int64_t T = x.size(0), N = x.size(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "clif_forward_cpu", [&] {
+    using S = Acc<scalar_t>;
+    ForwardJob<scalar_t, S> j;
+    j.T = T;
+    j.N = N;
+    j.reset = static_cast<int>(reset);
+    j.x = x.const_data_ptr<scalar_t>();
+    j.comp0 = comp0.const_data_ptr<scalar_t>();
+    j.mem0 = mem0.const_data_ptr<scalar_t>();
+    j.beta = beta.const_data_ptr<scalar_t>();
+    j.theta = threshold.const_data_ptr<scalar_t>();
+    j.gsf = gsf.const_data_ptr<scalar_t>();
+    j.beta_pn = beta.numel() == N && N != 1;
+    j.theta_pn = threshold.numel() == N && N != 1;
+    j.gsf_pn = gsf.numel() == N && N != 1;
+    j.return_sequences = return_sequences;
+    j.spk = o.spk.mutable_data_ptr<scalar_t>();
+    j.comp = o.comp.mutable_data_ptr<scalar_t>();
+    j.mem = o.mem.mutable_data_ptr<scalar_t>();
+    j.saved = save ? o.saved.mutable_data_ptr<S>() : nullptr;
+    at::parallel_for(0, N, grain_size(T), [&](int64_t begin, int64_t end) { forward_range(j, begin, end); });
+  });
+  return {o.spk, o.comp, o.mem, o.saved};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_backward_cpu(
+    const at::Tensor& grad_spk, const std::optional<at::Tensor>& grad_comp,
+    const std::optional<at::Tensor>& grad_mem, const at::Tensor& saved, const std::optional<at::Tensor>& mem0,
+    const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
+    double surrogate_param, bool param_grads) {
+  check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
+  BackwardOutputs o = allocate_backward(grad_spk, param_grads);
+  const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
+  const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
+  const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
+  const bool has_mem0 = mem0.has_value() && mem0->defined();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_spk.scalar_type(), "clif_backward_cpu", [&] {
+    using S = Acc<scalar_t>;
+    BackwardJob<scalar_t, S> j;
+    j.T = T;
+    j.N = N;
+    j.reset = static_cast<int>(reset);
+    j.kind = static_cast<int>(surrogate);
+    j.sc = make_surrogate_consts<S>(j.kind, surrogate_param);
+    j.gspk = grad_spk.const_data_ptr<scalar_t>();
+    j.gcomp = has_gcomp ? grad_comp->const_data_ptr<scalar_t>() : nullptr;
+    j.gmem = has_gmem ? grad_mem->const_data_ptr<scalar_t>() : nullptr;
+    j.gcomp_seq = has_gcomp && grad_comp->dim() == 2;
+    j.gmem_seq = has_gmem && grad_mem->dim() == 2;
+    j.saved = saved.const_data_ptr<S>();
+    j.mem0 = has_mem0 ? mem0->const_data_ptr<scalar_t>() : nullptr;
+    j.beta = beta.const_data_ptr<scalar_t>();
+    j.theta = threshold.const_data_ptr<scalar_t>();
+    j.gsf = gsf.const_data_ptr<scalar_t>();
+    j.beta_pn = beta.numel() == N && N != 1;
+    j.theta_pn = threshold.numel() == N && N != 1;
+    j.gsf_pn = gsf.numel() == N && N != 1;
+    j.dx = o.dx.mutable_data_ptr<scalar_t>();
+    j.dcomp0 = o.dcomp0.mutable_data_ptr<scalar_t>();
+    j.dmem0 = o.dmem0.mutable_data_ptr<scalar_t>();
+    j.dbeta = param_grads ? o.dbeta.mutable_data_ptr<S>() : nullptr;
+    j.dtheta = param_grads ? o.dthreshold.mutable_data_ptr<S>() : nullptr;
+    j.dgsf = param_grads ? o.dgsf.mutable_data_ptr<S>() : nullptr;
+    at::parallel_for(0, N, grain_size(T), [&](int64_t begin, int64_t end) { backward_range(j, begin, end); });
+  });
+  return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
+}
+
+}  // namespace
+
+const char* cpu_isa_name() { return float_variant().name; }
+
+TORCH_LIBRARY_IMPL(snntorch_clif, CPU, m) {
+  m.impl("clif_forward", &clif_forward_cpu);
+  m.impl("clif_backward", &clif_backward_cpu);
+}
+
+}  // namespace snntorch_clif

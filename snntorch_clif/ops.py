@@ -1,0 +1,244 @@
+r"""The fused CLIF kernels as ``torch.library`` custom ops, with autograd and fake kernels.
+
+The compiled library ``snntorch_clif._C`` defines two ops (schemas in
+``csrc/register.cpp``; CPU kernel ``csrc/cpu/clif_cpu.cpp``, CUDA kernel
+``csrc/cuda/clif_cuda.cu``, both built on the per-element math of ``csrc/clif_math.h``):
+
+``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save)``
+    runs :math:`T` steps of
+
+    .. math::
+        h_t = \beta u_{t-1} + x_t,\quad s_t = H(h_t - \theta),\quad
+        m_t = \sigma((1-\beta)h_t)\, m_{t-1} + s_t,\quad u_t = \mathrm{reset}(h_t, s_t, \sigma(m_t))
+
+    on ``x`` of shape ``[T, N]`` and returns ``(spk, comp, mem, saved)``: the spikes
+    :math:`s_t \cdot` ``gsf``, the final states (``[T, N]`` sequences with
+    ``return_sequences``) and, with ``save``, the ``[2T+1, N]`` buffer the backward needs
+    (:math:`h_t`, :math:`m_{-1}`, :math:`m_t` in float32, float64 for float64 inputs).
+``torch.ops.snntorch_clif.clif_backward(...)``
+    the reverse pass: gradients of ``x``, ``comp0``, ``mem0`` and per-neuron partial sums
+    for ``beta``, ``threshold`` and ``gsf``, which the autograd formula here reduces to the
+    parameters' shapes.
+
+Most code should call :func:`clif_sequence_fused` / :func:`clif_step_fused` (any neuron
+shape) or, better, :mod:`snntorch_clif.functional`, which picks this path when it
+applies. The import never fails: without the compiled library :data:`AVAILABLE` is
+``False`` and :data:`LOAD_ERROR` says why.
+
+Example::
+
+    >>> import torch
+    >>> from snntorch_clif import ops, surrogate
+    >>> x = torch.rand(16, 32, 100, requires_grad=True)          # [T, batch, features]
+    >>> z = torch.zeros(32, 100)
+    >>> one = torch.tensor(1.0)
+    >>> spk, comp, mem = ops.clif_sequence_fused(
+    ...     x, z, z, torch.tensor(0.5), one, one, surrogate.rectangle(), "subtract", False)
+    >>> spk.sum().backward()
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .surrogate import Surrogate
+
+__all__ = [
+    "AVAILABLE",
+    "LOAD_ERROR",
+    "RESET_IDS",
+    "clif_sequence_fused",
+    "clif_step_fused",
+    "has_kernel",
+]
+
+try:
+    from . import _C  # loads the library: registers torch.ops.snntorch_clif.*
+except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a broken build
+    _C = None
+    LOAD_ERROR: Optional[str] = f"{type(exc).__name__}: {exc}"
+else:
+    LOAD_ERROR = None
+
+#: Whether the compiled library loaded (the ops exist).
+AVAILABLE: bool = _C is not None
+
+#: Reset mechanism -> the kernels' id (csrc/clif_math.h).
+RESET_IDS = {"subtract": 0, "zero": 1, "none": 2}
+
+_OP = "snntorch_clif::clif_forward"
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def has_kernel(device_type: str) -> bool:
+    """Whether the fused op has a kernel for ``device_type`` (``"cpu"``, ``"cuda"``).
+
+    Example::
+
+        >>> from snntorch_clif import ops
+        >>> ops.has_kernel("cpu") == ops.AVAILABLE
+        True
+    """
+    if not AVAILABLE:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key)
+
+
+if AVAILABLE:
+
+    @torch.library.register_fake("snntorch_clif::clif_forward")
+    def _forward_fake(
+        x: Tensor, comp0: Tensor, mem0: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+        reset: int, surrogate: int, surrogate_param: float, return_sequences: bool, save: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        torch._check(x.dim() == 2, lambda: f"x must be [T, N], got {tuple(x.shape)}")
+        T, N = x.shape
+        state = (T, N) if return_sequences else (N,)
+        acc = _acc_dtype(x.dtype)
+        saved = x.new_empty((2 * T + 1, N), dtype=acc) if save else x.new_empty((0,), dtype=acc)
+        return x.new_empty((T, N)), x.new_empty(state), x.new_empty(state), saved
+
+    @torch.library.register_fake("snntorch_clif::clif_backward")
+    def _backward_fake(
+        grad_spk: Tensor, grad_comp: Optional[Tensor], grad_mem: Optional[Tensor], saved: Tensor,
+        mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor, reset: int, surrogate: int,
+        surrogate_param: float, param_grads: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        T, N = grad_spk.shape
+        acc = _acc_dtype(grad_spk.dtype)
+        pn = N if param_grads else 0
+        return (
+            grad_spk.new_empty((T, N)), grad_spk.new_empty((N,)), grad_spk.new_empty((N,)),
+            grad_spk.new_empty((pn,), dtype=acc), grad_spk.new_empty((pn,), dtype=acc),
+            grad_spk.new_empty((pn,), dtype=acc),
+        )
+
+    def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, _, save = inputs
+        # Unused outputs (the saved buffer, often the states) get no zero-filled gradient.
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(output[3])
+        # u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs.
+        ctx.save_for_backward(output[3], mem0 if beta.requires_grad else None, beta, threshold, gsf)
+        ctx.param_grads = beta.requires_grad or threshold.requires_grad or gsf.requires_grad
+        ctx.args = (reset, surrogate, surrogate_param)
+        ctx.saved_ok = save
+        ctx.x_meta = (x.shape, x.dtype, x.device)
+
+    def _reduce_param(partial: Tensor, param: Tensor) -> Tensor:
+        # per-neuron partial sums [N] -> the [1] or [N] parameter the op was given
+        out = partial.sum().reshape(1) if param.numel() == 1 else partial
+        return out.to(param.dtype)
+
+    def _backward(
+        ctx: Any, grad_spk: Optional[Tensor], grad_comp: Optional[Tensor], grad_mem: Optional[Tensor],
+        _grad_saved: Optional[Tensor],
+    ) -> tuple:
+        if not ctx.saved_ok:
+            raise RuntimeError(
+                "snntorch_clif::clif_forward ran with save=False (no gradient expected); "
+                "call it with save=True to differentiate it"
+            )
+        saved, mem0, beta, threshold, gsf = ctx.saved_tensors
+        shape, dtype, device = ctx.x_meta
+        if grad_spk is None:
+            grad_spk = torch.zeros(shape, dtype=dtype, device=device)
+        dx, dcomp0, dmem0, dbeta, dthr, dgsf = torch.ops.snntorch_clif.clif_backward(
+            grad_spk.contiguous(),
+            None if grad_comp is None else grad_comp.contiguous(),
+            None if grad_mem is None else grad_mem.contiguous(),
+            saved, mem0, beta, threshold, gsf, *ctx.args, ctx.param_grads,
+        )
+        need = ctx.needs_input_grad
+        return (
+            dx, dcomp0, dmem0,
+            _reduce_param(dbeta, beta) if need[3] else None,
+            _reduce_param(dthr, threshold) if need[4] else None,
+            _reduce_param(dgsf, gsf) if need[5] else None,
+            None, None, None, None, None,
+        )
+
+    torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+
+
+def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:
+    # A parameter as [1] (one value for all neurons) or [N]; autograd's expand/reshape
+    # sums the [N] gradient back to the parameter's own shape (sum_to_size).
+    if p.numel() == 1:
+        return p.reshape(1)
+    return p.expand(shape).reshape(n).contiguous()
+
+
+def clif_sequence_fused(
+    x_seq: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    spike_grad: Surrogate, reset_mechanism: str, return_sequences: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""CLIF over ``x_seq`` ``[T, ...]`` with the fused op: ``(spk, comp, mem)``.
+
+    Same contract as :func:`snntorch_clif.reference.clif_sequence_reference` (without
+    ``inhibition`` / ``state_quant``): ``comp``, ``mem`` shaped ``x_seq.shape[1:]``,
+    ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it, all in ``x_seq``'s dtype
+    and device; ``spike_grad`` a :class:`~snntorch_clif.surrogate.Surrogate`. Fires when
+    :math:`h_t - \theta \ge 0`.
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif import ops, surrogate
+        >>> x, z, c = torch.tensor([[1.5], [0.2]]), torch.zeros(1), torch.tensor(1.0)
+        >>> spk, comp, mem = ops.clif_sequence_fused(
+        ...     x, z, z, torch.tensor(0.5), c, c, surrogate.rectangle(), "subtract", False)
+        >>> spk.flatten()
+        tensor([1., 0.])
+    """
+    T = x_seq.shape[0]
+    shape = x_seq.shape[1:]
+    n = shape.numel()
+    x2 = x_seq.reshape(T, n).contiguous()
+    comp0 = comp.reshape(n).contiguous()
+    mem0 = mem.reshape(n).contiguous()
+    beta1 = _flat_param(beta, shape, n)
+    thr1 = _flat_param(threshold, shape, n)
+    gsf1 = _flat_param(gsf, shape, n)
+    save = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x2, comp0, mem0, beta1, thr1, gsf1)
+    )
+    spk, comp_out, mem_out, _ = torch.ops.snntorch_clif.clif_forward(
+        x2, comp0, mem0, beta1, thr1, gsf1, RESET_IDS[reset_mechanism], spike_grad.kind,
+        spike_grad.param, return_sequences, save,
+    )
+    state_shape = x_seq.shape if return_sequences else shape
+    return spk.view(x_seq.shape), comp_out.view(state_shape), mem_out.view(state_shape)
+
+
+def clif_step_fused(
+    x: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    spike_grad: Surrogate, reset_mechanism: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One CLIF step with the fused op (the sequence op with :math:`T = 1`).
+
+    .. math:: h = \beta\,\mathrm{mem} + x,\ s = H(h - \theta),\
+        \mathrm{comp}' = \sigma((1-\beta)h)\,\mathrm{comp} + s,\
+        \mathrm{mem}' = \mathrm{reset}(h, s, \sigma(\mathrm{comp}'))
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif import ops, surrogate
+        >>> z, c = torch.zeros(2), torch.tensor(1.0)
+        >>> spk, comp, mem = ops.clif_step_fused(
+        ...     torch.tensor([1.5, 0.5]), z, z, torch.tensor(0.5), c, c, surrogate.rectangle(), "subtract")
+        >>> spk
+        tensor([1., 0.])
+    """
+    spk, comp, mem = clif_sequence_fused(
+        x.unsqueeze(0), comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, False
+    )
+    return spk[0], comp, mem
