@@ -58,7 +58,7 @@ class CLIF(snn.Leaky):
     its states):
 
     * explicit: ``spk, comp, mem = clif(x, comp, mem)``, with ``comp, mem =
-      clif.reset_mem()`` before the time loop (empty states mean zeros);
+      clif.reset_mem()`` before the time loop (it returns empty states, which mean zeros);
     * implicit: ``spk, comp, mem = clif(x)``, states kept on the module;
     * ``init_hidden=True``: ``spk = clif(x)`` (``spk, comp, mem`` with ``output=True``),
       for ``nn.Sequential``.
@@ -217,15 +217,20 @@ class CLIF(snn.Leaky):
         self._reset_mechanism = _RESET_NAMES[int(self.reset_mechanism_val)]
 
     def reset_mem(self) -> tuple[Tensor, Tensor]:
-        """Zero both states (detached) and return ``(comp, mem)``; empty before the first forward.
+        """Reset both states and return ``(comp, mem)``: empty tensors, which mean zeros.
+
+        An empty state is re-created as zeros shaped like the next input, so a reset does
+        not tie the next step to the last batch size (and ``torch.compile`` sees the same
+        state after every reset).
 
         Example::
 
             >>> clif = CLIF()
             >>> comp, mem = clif.reset_mem()
+            >>> spk, comp, mem = clif(torch.rand(2, 3), comp, mem)   # starts from zeros
         """
-        self._comp = torch.zeros_like(self._comp)
-        self._mem = torch.zeros_like(self._mem)
+        self._comp = self._comp.new_zeros(0)
+        self._mem = self._mem.new_zeros(0)
         return self._comp, self._mem
 
     def init_leaky(self) -> tuple[Tensor, Tensor]:
