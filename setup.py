@@ -97,11 +97,10 @@ def _extensions() -> tuple[list, dict]:
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
         arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "native")
         sources.append(os.path.join(CSRC, "cuda", "clif_cuda.cu"))
-        macros += [
-            ("SNNTORCH_CLIF_WITH_CUDA", None),
-            # ';' would end the compiler command in a shell: register.cpp gets ',' instead
-            ("SNNTORCH_CLIF_CUDA_ARCHS", arch_list.replace(";", ",").replace(" ", ",")),
-        ]
+        macros.append(("SNNTORCH_CLIF_WITH_CUDA", None))
+        # Only register.cpp reads the list, so only the C++ compiler gets it (nvcc would split
+        # a -D value at its commas); ';' would end the command in a shell, so ',' instead.
+        cxx.append("-DSNNTORCH_CLIF_CUDA_ARCHS=" + arch_list.replace(";", ",").replace(" ", ","))
         kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": ["-O3", "--fmad=false", "-lineinfo"]}
         ext = cpp_extension.CUDAExtension("snntorch_clif._C", sources, define_macros=macros, **kwargs)
     else:

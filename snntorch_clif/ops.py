@@ -5,7 +5,8 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 ``csrc/cuda/clif_cuda.cu``, both built on the per-element math of ``csrc/clif_math.h``):
 
 ``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save)``
-    runs :math:`T` steps of
+    (``comp0``, ``mem0`` ``[N]`` in ``x``'s dtype; ``beta``, ``threshold``, ``gsf``
+    ``[1]`` or ``[N]`` in the compute dtype, float32 or float64) runs :math:`T` steps of
 
     .. math::
         h_t = \beta u_{t-1} + x_t,\quad s_t = H(h_t - \theta),\quad
@@ -76,6 +77,17 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _registered_kernels() -> dict[str, bool]:
+    if not AVAILABLE:
+        return {}
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return {"cpu": has(_OP, "CPU"), "cuda": has(_OP, "CUDA")}
+
+
+# Looked up once: torch.compile traces has_kernel() as a plain dict lookup.
+_KERNELS = _registered_kernels()
+
+
 def has_kernel(device_type: str) -> bool:
     """Whether the fused op has a kernel for ``device_type`` (``"cpu"``, ``"cuda"``).
 
@@ -85,10 +97,7 @@ def has_kernel(device_type: str) -> bool:
         >>> ops.has_kernel("cpu") == ops.AVAILABLE
         True
     """
-    if not AVAILABLE:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key)
+    return _KERNELS.get(device_type, False)
 
 
 if AVAILABLE:
@@ -133,9 +142,8 @@ if AVAILABLE:
         ctx.x_meta = (x.shape, x.dtype, x.device)
 
     def _reduce_param(partial: Tensor, param: Tensor) -> Tensor:
-        # per-neuron partial sums [N] -> the [1] or [N] parameter the op was given
-        out = partial.sum().reshape(1) if param.numel() == 1 else partial
-        return out.to(param.dtype)
+        # per-neuron partial sums [N] -> the [1] or [N] parameter the op was given (same dtype)
+        return partial.sum().reshape(1) if param.numel() == 1 else partial
 
     def _backward(
         ctx: Any, grad_spk: Optional[Tensor], grad_comp: Optional[Tensor], grad_mem: Optional[Tensor],
@@ -169,8 +177,10 @@ if AVAILABLE:
 
 
 def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:
-    # A parameter as [1] (one value for all neurons) or [N]; autograd's expand/reshape
-    # sums the [N] gradient back to the parameter's own shape (sum_to_size).
+    # A parameter as [1] (one value for all neurons) or [N], in the compute dtype: autograd's
+    # expand/reshape then sums the [N] gradient back to the parameter's own shape
+    # (sum_to_size) in float32, and rounds to a float16/bfloat16 parameter's dtype once.
+    p = p.to(_acc_dtype(p.dtype))
     if p.numel() == 1:
         return p.reshape(1)
     return p.expand(shape).reshape(n).contiguous()

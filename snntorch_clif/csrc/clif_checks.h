@@ -5,7 +5,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -20,8 +19,9 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
 inline void check_param(const at::Tensor& p, const char* name, const at::Tensor& x, int64_t n) {
   TORCH_CHECK(p.dim() == 1 && (p.size(0) == 1 || p.size(0) == n), "snntorch_clif: ", name,
               " must be 1-d with 1 or N=", n, " elements, got shape ", p.sizes());
-  TORCH_CHECK(p.scalar_type() == x.scalar_type(), "snntorch_clif: ", name, " must have dtype ",
-              x.scalar_type(), ", got ", p.scalar_type());
+  // Parameters come in the compute dtype, so their gradients are reduced in it too.
+  TORCH_CHECK(p.scalar_type() == acc_dtype(x.scalar_type()), "snntorch_clif: ", name, " must have dtype ",
+              acc_dtype(x.scalar_type()), " (the compute dtype of ", x.scalar_type(), "), got ", p.scalar_type());
   TORCH_CHECK(p.device() == x.device(), "snntorch_clif: ", name, " is on ", p.device(),
               ", x on ", x.device());
   TORCH_CHECK(p.is_contiguous(), "snntorch_clif: ", name, " must be contiguous");

@@ -19,7 +19,8 @@ const char* cpu_isa_name();  // cpu/clif_cpu.cpp: the SIMD variant picked for th
 }
 
 TORCH_LIBRARY(snntorch_clif, m) {
-  // x [T, N] contiguous; comp0/mem0 [N]; beta/threshold/gsf [1] or [N], all in x's dtype.
+  // x [T, N] contiguous; comp0/mem0 [N] in x's dtype; beta/threshold/gsf [1] or [N] in the
+  // compute dtype (float32; float64 for float64 x).
   // reset: 0 subtract, 1 zero, 2 none. surrogate/surrogate_param are unused by the forward
   // kernel; they are inputs so the autograd formula (ops.py) can see them.
   m.def(

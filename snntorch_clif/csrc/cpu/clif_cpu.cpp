@@ -289,12 +289,12 @@ CLIF_FORCE_INLINE void store(const S* src, in_t* dst, int64_t len) {
 }
 
 // A [1] or [N] parameter for neurons n0 .. n0+len.
-template <typename in_t, typename S>
-CLIF_FORCE_INLINE void load_param(const in_t* p, bool per_neuron, int64_t n0, S* dst, int64_t len) {
+template <typename S>
+CLIF_FORCE_INLINE void load_param(const S* p, bool per_neuron, int64_t n0, S* dst, int64_t len) {
   if (per_neuron) {
-    load(p + n0, dst, len);
+    std::memcpy(dst, p + n0, len * sizeof(S));
   } else {
-    std::fill(dst, dst + len, static_cast<S>(p[0]));
+    std::fill(dst, dst + len, p[0]);
   }
 }
 
@@ -305,9 +305,9 @@ struct ForwardJob {
   const in_t* x;
   const in_t* comp0;
   const in_t* mem0;
-  const in_t* beta;
-  const in_t* theta;
-  const in_t* gsf;
+  const S* beta;  // parameters arrive in the compute type
+  const S* theta;
+  const S* gsf;
   bool beta_pn, theta_pn, gsf_pn;  // per-neuron or scalar
   bool return_sequences;
   in_t* spk;
@@ -374,9 +374,9 @@ struct BackwardJob {
   bool gcomp_seq, gmem_seq;
   const S* saved;
   const in_t* mem0;  // nullptr: u_{-1} taken as 0 (only the beta gradient uses it)
-  const in_t* beta;
-  const in_t* theta;
-  const in_t* gsf;
+  const S* beta;
+  const S* theta;
+  const S* gsf;
   bool beta_pn, theta_pn, gsf_pn;
   in_t* dx;
   in_t* dcomp0;
@@ -490,9 +490,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
     j.x = x.const_data_ptr<scalar_t>();
     j.comp0 = comp0.const_data_ptr<scalar_t>();
     j.mem0 = mem0.const_data_ptr<scalar_t>();
-    j.beta = beta.const_data_ptr<scalar_t>();
-    j.theta = threshold.const_data_ptr<scalar_t>();
-    j.gsf = gsf.const_data_ptr<scalar_t>();
+    j.beta = beta.const_data_ptr<S>();
+    j.theta = threshold.const_data_ptr<S>();
+    j.gsf = gsf.const_data_ptr<S>();
     j.beta_pn = beta.numel() == N && N != 1;
     j.theta_pn = threshold.numel() == N && N != 1;
     j.gsf_pn = gsf.numel() == N && N != 1;
@@ -532,9 +532,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     j.gmem_seq = has_gmem && grad_mem->dim() == 2;
     j.saved = saved.const_data_ptr<S>();
     j.mem0 = has_mem0 ? mem0->const_data_ptr<scalar_t>() : nullptr;
-    j.beta = beta.const_data_ptr<scalar_t>();
-    j.theta = threshold.const_data_ptr<scalar_t>();
-    j.gsf = gsf.const_data_ptr<scalar_t>();
+    j.beta = beta.const_data_ptr<S>();
+    j.theta = threshold.const_data_ptr<S>();
+    j.gsf = gsf.const_data_ptr<S>();
     j.beta_pn = beta.numel() == N && N != 1;
     j.theta_pn = threshold.numel() == N && N != 1;
     j.gsf_pn = gsf.numel() == N && N != 1;

@@ -1,0 +1,271 @@
+// CUDA kernels of snntorch_clif::clif_forward and snntorch_clif::clif_backward.
+//
+// Implements snntorch_clif/reference.py, clif_sequence_reference (the `for x in
+// x_seq.unbind(0)` loop over clif_step_reference's lines `h = beta * mem + x` .. `return s *
+// graded_spikes_factor, comp, mem`, without inhibition / state_quant), fused over time,
+// and its reverse-mode derivative: the same contract as cpu/clif_cpu.cpp. All arithmetic
+// is csrc/clif_math.h (compiled with --fmad=false, as the CPU side with
+// -ffp-contract=off, so both devices round alike).
+//
+// One thread per neuron, grid over N, the time loop inside with the carries in registers;
+// for a fixed t a warp reads 32 consecutive neurons, so every [T, N] access coalesces.
+// Runs on the current stream; nothing synchronises with the host.
+#include "../clif_checks.h"
+#include "../clif_math.h"
+
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+namespace snntorch_clif {
+namespace {
+
+constexpr int kThreads = 256;
+
+// float32, float16, bfloat16 (no float64 kernels: gradcheck runs on the CPU)
+#define CLIF_DISPATCH_CUDA_TYPES(TYPE, NAME, ...)                 \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__) \
+                                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
+
+template <typename in_t>
+struct ForwardArgs {
+  int64_t T, N;
+  const in_t* __restrict__ x;
+  const in_t* __restrict__ comp0;
+  const in_t* __restrict__ mem0;
+  const float* __restrict__ beta;  // parameters arrive in float32
+  const float* __restrict__ theta;
+  const float* __restrict__ gsf;
+  int64_t beta_stride, theta_stride, gsf_stride;  // 1 per-neuron, 0 one value for all
+  bool return_sequences;
+  in_t* __restrict__ spk;
+  in_t* __restrict__ comp;
+  in_t* __restrict__ mem;
+  float* __restrict__ saved;  // nullptr: nothing saved
+};
+
+template <typename in_t, int RESET>
+__global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArgs<in_t> a) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n >= a.N) return;
+  const int64_t T = a.T, N = a.N;
+  const float beta = a.beta[n * a.beta_stride];
+  const float theta = a.theta[n * a.theta_stride];
+  const float gsf = a.gsf[n * a.gsf_stride];
+  float u = static_cast<float>(a.mem0[n]);
+  float m = static_cast<float>(a.comp0[n]);
+  if (a.saved) a.saved[T * N + n] = m;  // m_{-1}
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t off = t * N + n;
+    float h, s;
+    clif_forward_step<float, RESET>(static_cast<float>(a.x[off]), beta, theta, u, m, h, s);
+    a.spk[off] = static_cast<in_t>(s * gsf);
+    if (a.saved) {
+      a.saved[off] = h;
+      a.saved[(T + 1 + t) * N + n] = m;
+    }
+    if (a.return_sequences) {
+      a.comp[off] = static_cast<in_t>(m);
+      a.mem[off] = static_cast<in_t>(u);
+    }
+  }
+  if (!a.return_sequences) {
+    a.comp[n] = static_cast<in_t>(m);
+    a.mem[n] = static_cast<in_t>(u);
+  }
+}
+
+template <typename in_t>
+struct BackwardArgs {
+  int64_t T, N;
+  SurrogateConsts<float> sc;
+  const in_t* __restrict__ gspk;
+  const in_t* __restrict__ gcomp;  // nullptr, [N] or [T, N]
+  const in_t* __restrict__ gmem;
+  bool gcomp_seq, gmem_seq;
+  const float* __restrict__ saved;
+  const in_t* __restrict__ mem0;  // nullptr: u_{-1} = 0 (only dL/dbeta reads it)
+  const float* __restrict__ beta;  // parameters arrive in float32
+  const float* __restrict__ theta;
+  const float* __restrict__ gsf;
+  int64_t beta_stride, theta_stride, gsf_stride;
+  in_t* __restrict__ dx;
+  in_t* __restrict__ dcomp0;
+  in_t* __restrict__ dmem0;
+  float* __restrict__ dbeta;  // nullptr when the parameters need no gradient
+  float* __restrict__ dtheta;
+  float* __restrict__ dgsf;
+};
+
+template <typename in_t, int RESET, int KIND>
+__global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardArgs<in_t> a) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n >= a.N) return;
+  const int64_t T = a.T, N = a.N;
+  const float beta = a.beta[n * a.beta_stride];
+  const float theta = a.theta[n * a.theta_stride];
+  const float gsf = a.gsf[n * a.gsf_stride];
+  float GU = (a.gmem && !a.gmem_seq) ? static_cast<float>(a.gmem[n]) : 0.f;
+  float GM = (a.gcomp && !a.gcomp_seq) ? static_cast<float>(a.gcomp[n]) : 0.f;
+  ParamGrads<float> pg{0.f, 0.f, 0.f};
+  float b = T > 0 ? clif_sigmoid(a.saved[2 * T * N + n]) : 0.f;  // sigma(m_{T-1})
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t off = t * N + n;
+    const float h = a.saved[off];
+    const float m_prev = a.saved[(T + t) * N + n];
+    float b_prev = 0.f, u_prev;
+    if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
+      const float h_prev = a.saved[off - N];
+      if (RESET == RESET_NONE) {
+        u_prev = h_prev;
+      } else {
+        b_prev = clif_sigmoid(m_prev);
+        u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+      }
+    } else {
+      u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+    }
+    const float du = a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f;
+    const float dm = a.gcomp_seq ? static_cast<float>(a.gcomp[off]) : 0.f;
+    const float gh = clif_backward_step<float, RESET, KIND>(h, m_prev, b, u_prev, beta, theta, gsf, a.sc,
+                                                            static_cast<float>(a.gspk[off]), du, dm, GU, GM, pg);
+    a.dx[off] = static_cast<in_t>(gh);
+    b = b_prev;
+  }
+  a.dcomp0[n] = static_cast<in_t>(GM);
+  a.dmem0[n] = static_cast<in_t>(GU);
+  if (a.dbeta) {
+    a.dbeta[n] = pg.beta;
+    a.dtheta[n] = pg.theta;
+    a.dgsf[n] = pg.gsf;
+  }
+}
+
+inline int64_t stride_of(const at::Tensor& p, int64_t N) { return (p.numel() == N && N != 1) ? 1 : 0; }
+
+inline unsigned blocks_for(int64_t N) { return static_cast<unsigned>((N + kThreads - 1) / kThreads); }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
+    const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0, const at::Tensor& beta,
+    const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate, double surrogate_param,
+    bool return_sequences, bool save) {
+  (void)surrogate;
+  (void)surrogate_param;
+  check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
+  TORCH_CHECK(x.scalar_type() != at::kDouble, "snntorch_clif: the CUDA kernel takes float32, float16 or bfloat16");
+  const c10::cuda::CUDAGuard guard(x.device());
+  ForwardOutputs o = allocate_forward(x, return_sequences, save);
+  const int64_t T = x.size(0), N = x.size(1);
+  if (N == 0) return {o.spk, o.comp, o.mem, o.saved};
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  CLIF_DISPATCH_CUDA_TYPES(x.scalar_type(), "clif_forward_cuda", [&] {
+    ForwardArgs<scalar_t> a;
+    a.T = T;
+    a.N = N;
+    a.x = x.const_data_ptr<scalar_t>();
+    a.comp0 = comp0.const_data_ptr<scalar_t>();
+    a.mem0 = mem0.const_data_ptr<scalar_t>();
+    a.beta = beta.const_data_ptr<float>();
+    a.theta = threshold.const_data_ptr<float>();
+    a.gsf = gsf.const_data_ptr<float>();
+    a.beta_stride = stride_of(beta, N);
+    a.theta_stride = stride_of(threshold, N);
+    a.gsf_stride = stride_of(gsf, N);
+    a.return_sequences = return_sequences;
+    a.spk = o.spk.mutable_data_ptr<scalar_t>();
+    a.comp = o.comp.mutable_data_ptr<scalar_t>();
+    a.mem = o.mem.mutable_data_ptr<scalar_t>();
+    a.saved = save ? o.saved.mutable_data_ptr<float>() : nullptr;
+    switch (reset) {
+      case RESET_SUBTRACT: clif_forward_kernel<scalar_t, RESET_SUBTRACT><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
+      case RESET_ZERO: clif_forward_kernel<scalar_t, RESET_ZERO><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
+      default: clif_forward_kernel<scalar_t, RESET_NONE><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {o.spk, o.comp, o.mem, o.saved};
+}
+
+template <typename in_t, int RESET>
+void launch_backward(const BackwardArgs<in_t>& a, int kind, cudaStream_t stream) {
+  const unsigned blocks = blocks_for(a.N);
+  switch (kind) {
+    case SG_RECTANGLE: clif_backward_kernel<in_t, RESET, SG_RECTANGLE><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_ATAN: clif_backward_kernel<in_t, RESET, SG_ATAN><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_FAST_SIGMOID: clif_backward_kernel<in_t, RESET, SG_FAST_SIGMOID><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_SIGMOID: clif_backward_kernel<in_t, RESET, SG_SIGMOID><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_TRIANGULAR: clif_backward_kernel<in_t, RESET, SG_TRIANGULAR><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_STRAIGHT_THROUGH:
+      clif_backward_kernel<in_t, RESET, SG_STRAIGHT_THROUGH><<<blocks, kThreads, 0, stream>>>(a);
+      break;
+    default: clif_backward_kernel<in_t, RESET, SG_DISABLED><<<blocks, kThreads, 0, stream>>>(a); break;
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_backward_cuda(
+    const at::Tensor& grad_spk, const std::optional<at::Tensor>& grad_comp,
+    const std::optional<at::Tensor>& grad_mem, const at::Tensor& saved, const std::optional<at::Tensor>& mem0,
+    const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
+    double surrogate_param, bool param_grads) {
+  check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
+  TORCH_CHECK(grad_spk.scalar_type() != at::kDouble,
+              "snntorch_clif: the CUDA kernel takes float32, float16 or bfloat16");
+  const c10::cuda::CUDAGuard guard(grad_spk.device());
+  BackwardOutputs o = allocate_backward(grad_spk, param_grads);
+  const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
+  if (N == 0) return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
+  const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
+  const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
+  const bool has_mem0 = mem0.has_value() && mem0->defined();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  CLIF_DISPATCH_CUDA_TYPES(grad_spk.scalar_type(), "clif_backward_cuda", [&] {
+    BackwardArgs<scalar_t> a;
+    a.T = T;
+    a.N = N;
+    a.sc = make_surrogate_consts<float>(static_cast<int>(surrogate), surrogate_param);
+    a.gspk = grad_spk.const_data_ptr<scalar_t>();
+    a.gcomp = has_gcomp ? grad_comp->const_data_ptr<scalar_t>() : nullptr;
+    a.gmem = has_gmem ? grad_mem->const_data_ptr<scalar_t>() : nullptr;
+    a.gcomp_seq = has_gcomp && grad_comp->dim() == 2;
+    a.gmem_seq = has_gmem && grad_mem->dim() == 2;
+    a.saved = saved.const_data_ptr<float>();
+    a.mem0 = has_mem0 ? mem0->const_data_ptr<scalar_t>() : nullptr;
+    a.beta = beta.const_data_ptr<float>();
+    a.theta = threshold.const_data_ptr<float>();
+    a.gsf = gsf.const_data_ptr<float>();
+    a.beta_stride = stride_of(beta, N);
+    a.theta_stride = stride_of(threshold, N);
+    a.gsf_stride = stride_of(gsf, N);
+    a.dx = o.dx.mutable_data_ptr<scalar_t>();
+    a.dcomp0 = o.dcomp0.mutable_data_ptr<scalar_t>();
+    a.dmem0 = o.dmem0.mutable_data_ptr<scalar_t>();
+    a.dbeta = param_grads ? o.dbeta.mutable_data_ptr<float>() : nullptr;
+    a.dtheta = param_grads ? o.dthreshold.mutable_data_ptr<float>() : nullptr;
+    a.dgsf = param_grads ? o.dgsf.mutable_data_ptr<float>() : nullptr;
+    const int kind = static_cast<int>(surrogate);
+    switch (reset) {
+      case RESET_SUBTRACT: launch_backward<scalar_t, RESET_SUBTRACT>(a, kind, stream); break;
+      case RESET_ZERO: launch_backward<scalar_t, RESET_ZERO>(a, kind, stream); break;
+      default: launch_backward<scalar_t, RESET_NONE>(a, kind, stream); break;
+    }
+  });
+  return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snntorch_clif, CUDA, m) {
+  m.impl("clif_forward", &clif_forward_cuda);
+  m.impl("clif_backward", &clif_backward_cuda);
+}
+
+}  // namespace snntorch_clif

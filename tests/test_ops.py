@@ -1,0 +1,411 @@
+"""The fused ops (snntorch_clif/ops.py, csrc/) against snntorch_clif/reference.py on the CPU."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snntorch_clif import CLIF, ops
+from snntorch_clif import surrogate as sg
+from snntorch_clif.reference import clif_sequence_reference
+
+pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"fused kernels not built: {ops.LOAD_ERROR}")
+
+SURROGATES = [
+    sg.Rectangle(1.0), sg.ATan(2.0), sg.FastSigmoid(25.0), sg.Sigmoid(5.0), sg.Triangular(1.0),
+    sg.StraightThrough(), sg.Disabled(),
+]
+RESETS = ["subtract", "zero", "none"]
+TS = [1, 2, 7, 64]
+# Per-element results: within 1e-6 (fp32) / 1e-12 (fp64) of the reference, measured as
+# |a - b| <= tol * (1 + |b|). Scalar-parameter gradients are sums over T*N terms whose
+# rounding differs with the summation order, so their absolute tolerance grows with sqrt(T*N).
+TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+# float16 / bfloat16 inputs run in float32 inside the kernel: compared with the reference
+# run in float32 on the same (upcast) values, they may differ by the final rounding only.
+HALF_TOL = {torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def make_case(
+    T: int, shape: tuple[int, ...], dtype: torch.dtype, *, seed: int = 0, per_neuron: bool = False,
+    learnable: bool = True, noncontiguous: bool = False,
+) -> dict:
+    """Inputs in ``dtype``: x [T, *shape] (scaled so that spikes are frequent), states, parameters."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*size: int, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(size, generator=g, dtype=torch.float64)).to(dtype)
+
+    if noncontiguous and len(shape) >= 1:
+        # a transposed, strided view of a larger buffer
+        base = torch.randn((T, *reversed(shape), 2), generator=g, dtype=torch.float64).to(dtype) * 1.5 + 0.4
+        x = base[..., 0].permute(0, *range(len(shape), 0, -1))
+    else:
+        x = (torch.randn((T, *shape), generator=g, dtype=torch.float64) * 1.5 + 0.4).to(dtype)
+    case = {
+        "x": x,
+        "comp": rand(*shape, hi=2.0),
+        "mem": rand(*shape, lo=-1.0, hi=1.0),
+    }
+    if per_neuron and len(shape) >= 1:
+        last = shape[-1:]
+        case["beta"] = rand(*last, lo=0.1, hi=0.95)
+        case["threshold"] = rand(*shape, lo=0.5, hi=1.5)
+        case["gsf"] = rand(*((1,) * (len(shape) - 1) + last), lo=0.5, hi=1.5)
+    else:
+        case["beta"] = torch.tensor(0.6, dtype=dtype)
+        case["threshold"] = torch.tensor(0.9, dtype=dtype)
+        case["gsf"] = torch.tensor(1.25, dtype=dtype)
+    for k in ("x", "comp", "mem"):
+        case[k].requires_grad_(True)
+    for k in ("beta", "threshold", "gsf"):
+        case[k].requires_grad_(learnable)
+    return case
+
+
+INPUTS = ("x", "comp", "mem", "beta", "threshold", "gsf")
+
+
+def run(case: dict, fused: bool, spike_grad: sg.Surrogate, reset: str, seqs: bool, seed: int = 1,
+        dtype: torch.dtype | None = None) -> tuple[list, list]:
+    """Outputs and the gradients of a random linear loss, fused or reference (in ``dtype`` if given)."""
+    args = {}
+    for k in INPUTS:
+        v = case[k].detach()
+        if dtype is not None:
+            v = v.to(dtype)
+        args[k] = v.requires_grad_(case[k].requires_grad)
+    if fused:
+        outs = ops.clif_sequence_fused(
+            args["x"], args["comp"], args["mem"], args["beta"], args["threshold"], args["gsf"],
+            spike_grad, reset, seqs,
+        )
+    else:
+        outs = clif_sequence_reference(
+            args["x"], args["comp"], args["mem"], args["beta"], args["threshold"], spike_grad, reset,
+            args["gsf"], seqs,
+        )
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(o.shape, generator=g, dtype=torch.float64).to(case["x"].dtype).to(o.dtype) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, weights))
+    wanted = [args[k] for k in INPUTS if args[k].requires_grad]
+    grads = torch.autograd.grad(loss, wanted, allow_unused=True) if loss.requires_grad else [None] * len(wanted)
+    grads = [torch.zeros_like(w) if gr is None else gr for w, gr in zip(wanted, grads)]
+    return [o.detach() for o in outs], list(grads)
+
+
+def assert_match(case: dict, spike_grad: sg.Surrogate, reset: str, seqs: bool) -> None:
+    """Fused vs reference: identical spikes; states and gradients within the dtype's tolerance.
+
+    float64: within 1e-12 * (1 + |reference|). float32: within 1e-6 * (1 + |exact|) of the
+    float64 result, or, where gradients explode over many steps and the float32 reference
+    itself is farther than that from it, no more than 4x the reference's own error.
+    float16 / bfloat16: compared with the float32 reference on the same values.
+    """
+    dtype = case["x"].dtype
+    if dtype in HALF_TOL:
+        ref_outs, ref_grads = run(case, False, spike_grad, reset, seqs, dtype=torch.float32)
+        exact = None
+    else:
+        ref_outs, ref_grads = run(case, False, spike_grad, reset, seqs)
+        exact = run(case, False, spike_grad, reset, seqs, dtype=torch.float64) if dtype == torch.float32 else None
+    outs, grads = run(case, True, spike_grad, reset, seqs)
+    assert torch.equal(outs[0].to(ref_outs[0].dtype), ref_outs[0]), "spikes differ"
+    names = ["comp", "mem"] + [k for k in INPUTS if case[k].requires_grad]
+    for i, (name, got, want) in enumerate(zip(names, outs[1:] + grads, ref_outs[1:] + ref_grads)):
+        assert got.shape == want.shape and got.dtype == dtype, name
+        # scalar-parameter gradients are sums over all neuron-steps: rounding grows with sqrt(count)
+        scale = 1.0
+        if name in ("beta", "threshold", "gsf") and case[name].numel() < case["x"].numel():
+            scale = max(1.0, (case["x"].numel() / max(case[name].numel(), 1)) ** 0.5)
+        if dtype in HALF_TOL:
+            tol = HALF_TOL[dtype] * scale
+            torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
+        elif exact is None:
+            tol = TOL[dtype] * scale
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
+        else:
+            truth = (exact[0][1:] + exact[1])[i]
+            if truth.numel() == 0:
+                continue
+            err_fused = ((got.double() - truth).abs() / (1 + truth.abs())).max().item()
+            err_ref = ((want.double() - truth).abs() / (1 + truth.abs())).max().item()
+            assert err_fused <= max(TOL[dtype] * scale, 4 * err_ref), (
+                f"{name}: fused float32 is {err_fused:.3g} from the exact result, the float32 reference {err_ref:.3g}"
+            )
+
+
+# --- the grid: reset x surrogate x learnable x dtype (T and sizes vary along it) ---------
+GRID = list(itertools.product(RESETS, range(len(SURROGATES)), [False, True], [torch.float32, torch.float64]))
+
+
+@pytest.mark.parametrize(("reset", "kind", "learnable", "dtype"), GRID)
+def test_matches_reference_grid(reset: str, kind: int, learnable: bool, dtype: torch.dtype) -> None:
+    i = GRID.index((reset, kind, learnable, dtype))
+    T = TS[(i // 2) % len(TS)]  # every T meets both dtypes
+    shape = [(3, 5), (7,), (2, 3, 5), (13,)][i // 8 % 4]
+    case = make_case(T, shape, dtype, seed=i, per_neuron=bool(i % 3 == 0), learnable=learnable)
+    assert_match(case, SURROGATES[kind], reset, seqs=bool(i % 2))
+
+
+@pytest.mark.parametrize("T", TS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_matches_reference_over_time(T: int, dtype: torch.dtype) -> None:
+    for reset, seqs in itertools.product(RESETS, [False, True]):
+        case = make_case(T, (5, 17), dtype, seed=T, per_neuron=seqs)
+        assert_match(case, sg.ATan(2.0), reset, seqs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_noncontiguous_and_per_neuron(dtype: torch.dtype) -> None:
+    case = make_case(9, (4, 3, 11), dtype, seed=3, per_neuron=True, noncontiguous=True)
+    assert not case["x"].is_contiguous()
+    for reset in RESETS:
+        assert_match(case, sg.Sigmoid(5.0), reset, seqs=True)
+
+
+@pytest.mark.parametrize(("T", "shape"), [(0, (3, 4)), (5, (0,)), (4, (2, 0)), (0, (0,))])
+@pytest.mark.parametrize("seqs", [False, True])
+def test_zero_size(T: int, shape: tuple[int, ...], seqs: bool) -> None:
+    case = make_case(T, shape, torch.float32)
+    outs, grads = run(case, True, sg.Rectangle(), "subtract", seqs)
+    ref_outs, ref_grads = run(case, False, sg.Rectangle(), "subtract", seqs)
+    for got, want in zip(outs + grads, ref_outs + ref_grads):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want)
+
+
+def test_multithreaded_matches_reference() -> None:
+    # N above the kernel's grain size: at::parallel_for splits the neurons over threads.
+    case = make_case(2, (40001,), torch.float32, seed=5, per_neuron=True)
+    assert_match(case, sg.Rectangle(), "subtract", seqs=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    T=st.sampled_from([0, 1, 2, 3, 7, 16]),
+    shape=st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    reset=st.sampled_from(RESETS),
+    kind=st.integers(0, len(SURROGATES) - 1),
+    # float32-representable: surrogate.py's triangular rounds its parameter to float32 even for
+    # float64 inputs (torch.where on Python scalars), the kernel does not
+    param=st.floats(0.25, 8.0, width=32),
+    per_neuron=st.booleans(),
+    learnable=st.booleans(),
+    seqs=st.booleans(),
+    noncontiguous=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_matches_reference_hypothesis(
+    T: int, shape: tuple, dtype: torch.dtype, reset: str, kind: int, param: float, per_neuron: bool,
+    learnable: bool, seqs: bool, noncontiguous: bool, seed: int,
+) -> None:
+    cls = type(SURROGATES[kind])
+    spike_grad = cls(param) if cls.param_name else cls()
+    case = make_case(T, shape, dtype, seed=seed, per_neuron=per_neuron, learnable=learnable,
+                     noncontiguous=noncontiguous)
+    assert_match(case, spike_grad, reset, seqs)
+
+
+# --- gradcheck: the derived beta / threshold / gsf / initial-state gradients -------------
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("per_neuron", [False, True])
+@pytest.mark.parametrize("seqs", [False, True])
+def test_gradcheck(reset: str, per_neuron: bool, seqs: bool) -> None:
+    # The spike is a step: its finite difference is 0, which is the Disabled surrogate's
+    # g = 0, so gradcheck checks every other path exactly (gate, sigma(m), reset, beta, theta).
+    case = make_case(5, (2, 3), torch.float64, seed=11, per_neuron=per_neuron)
+    spike_grad = sg.Disabled()
+
+    def f(x, comp, mem, beta, threshold, gsf):  # noqa: ANN001, ANN202
+        return ops.clif_sequence_fused(x, comp, mem, beta, threshold, gsf, spike_grad, reset, seqs)
+
+    inputs = tuple(case[k].detach().requires_grad_() for k in INPUTS)
+    with torch.no_grad():
+        spk = f(*inputs)[0]
+    assert 0 < (spk != 0).sum() < spk.numel(), "the case should spike, but not everywhere"
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_surrogate_gradients_through_spike() -> None:
+    # With a real surrogate, dL/dx at t=0 of a single step is g(h - theta) * gsf (+ gate terms):
+    # compare the op's x-gradient with the surrogate formula on a no-reset, no-gate setup.
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64).reshape(1, 41).requires_grad_()
+    z = torch.zeros(41, dtype=torch.float64)
+    for spike_grad in SURROGATES:
+        spk, _, _ = ops.clif_sequence_fused(
+            x, z, z, torch.tensor(0.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64),
+            torch.tensor(1.0, dtype=torch.float64), spike_grad, "none", False,
+        )
+        (gx,) = torch.autograd.grad(spk.sum(), x)
+        want = sg.surrogate_derivative(x.detach() - 0.5, spike_grad.kind, spike_grad.param)
+        torch.testing.assert_close(gx, want, rtol=1e-12, atol=1e-12, msg=repr(spike_grad))
+
+
+# --- opcheck ------------------------------------------------------------------------------
+def _op_args(T: int, N: int, dtype: torch.dtype, requires_grad: bool, per_neuron: bool) -> tuple:
+    x = torch.randn(T, N, dtype=dtype) * 1.5
+    comp, mem = torch.rand(N, dtype=dtype), torch.randn(N, dtype=dtype)
+    pn = N if per_neuron else 1
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    beta = torch.full((pn,), 0.5, dtype=acc)
+    thr = torch.full((pn,), 1.0, dtype=acc)
+    gsf = torch.full((pn,), 1.0, dtype=acc)
+    for t in (x, comp, mem, beta, thr, gsf):
+        t.requires_grad_(requires_grad)
+    return x, comp, mem, beta, thr, gsf
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("seqs", [False, True])
+def test_opcheck_forward(dtype: torch.dtype, seqs: bool) -> None:
+    for requires_grad, per_neuron in [(True, False), (True, True), (False, False)]:
+        args = _op_args(6, 10, dtype, requires_grad, per_neuron)
+        torch.library.opcheck(
+            torch.ops.snntorch_clif.clif_forward.default, (*args, 0, 1, 2.0, seqs, requires_grad)
+        )
+
+
+@pytest.mark.parametrize("seqs", [False, True])
+def test_opcheck_backward(seqs: bool) -> None:
+    x, comp, mem, beta, thr, gsf = _op_args(6, 10, torch.float32, False, True)
+    spk, c, m, saved = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 1, 3, 5.0, seqs, True)
+    gspk = torch.randn_like(spk)
+    gcomp, gmem = torch.randn_like(c), torch.randn_like(m)
+    for param_grads, grads in [(True, (gcomp, gmem)), (False, (None, gmem)), (True, (None, None))]:
+        torch.library.opcheck(
+            torch.ops.snntorch_clif.clif_backward.default,
+            (gspk, *grads, saved, mem, beta, thr, gsf, 1, 3, 5.0, param_grads),
+        )
+
+
+def test_ops_reject_bad_arguments() -> None:
+    x, comp, mem, beta, thr, gsf = _op_args(3, 4, torch.float32, False, False)
+    fwd = torch.ops.snntorch_clif.clif_forward
+    with pytest.raises(RuntimeError, match="beta"):
+        fwd(x, comp, mem, torch.ones(3), thr, gsf, 0, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="compute dtype"):
+        fwd(x, comp, mem, beta.double(), thr, gsf, 0, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="reset"):
+        fwd(x, comp, mem, beta, thr, gsf, 7, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match=r"\[T, N\]"):
+        fwd(x.reshape(-1), comp, mem, beta, thr, gsf, 0, 0, 1.0, False, False)
+    _, _, _, saved = fwd(x, comp, mem, beta, thr, gsf, 0, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="save=False"):
+        torch.ops.snntorch_clif.clif_backward(x, None, None, saved, None, beta, thr, gsf, 0, 0, 1.0, False)
+
+
+# --- torch.compile -----------------------------------------------------------------------
+class _Net(torch.nn.Module):
+    def __init__(self, step_mode: str) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(12, 16)
+        self.lif = CLIF(beta=0.7, learn_beta=True, learn_threshold=True, spike_grad=sg.ATan(2.0), step_mode=step_mode)
+        self.step_mode = step_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, 12]
+        cur = self.fc(x)
+        comp, mem = torch.zeros_like(cur[0]), torch.zeros_like(cur[0])
+        if self.step_mode == "multi":
+            spk, comp, mem = self.lif(cur, comp, mem)
+            return spk.sum(0) + mem
+        total = torch.zeros_like(cur[0])
+        for t in range(cur.shape[0]):
+            spk, comp, mem = self.lif(cur[t], comp, mem)
+            total = total + spk
+        return total + mem
+
+
+@pytest.mark.parametrize("step_mode", ["single", "multi"])
+def test_compile_fullgraph_matches_eager(step_mode: str) -> None:
+    torch._dynamo.reset()
+    net = _Net(step_mode)
+    x = torch.randn(5, 3, 12) * 2
+    eager = net(x)
+    eager_grads = torch.autograd.grad(eager.sum(), list(net.parameters()))
+    explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    grads = torch.autograd.grad(out.sum(), list(net.parameters()))
+    torch.testing.assert_close(out, eager)
+    for g, e in zip(grads, eager_grads):
+        torch.testing.assert_close(g, e)
+
+
+# --- memory kept for backward --------------------------------------------------------------
+def saved_bytes(fn) -> int:  # noqa: ANN001
+    """Bytes of the distinct storages autograd saves while ``fn()`` runs."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
+
+
+def test_saved_bytes_per_neuron_step() -> None:
+    from snntorch_clif import backends, clif_sequence
+
+    N = 4096
+
+    def fused(T: int) -> int:
+        x = torch.randn(T, 8, N // 8, requires_grad=True)
+        return saved_bytes(lambda: clif_sequence(x, beta=0.5, spike_grad=sg.Rectangle()))
+
+    def reference(T: int) -> int:
+        x = torch.randn(T, 8, N // 8, requires_grad=True)
+        with backends.use_reference():
+            return saved_bytes(lambda: clif_sequence(x, beta=0.5, spike_grad=sg.Rectangle()))
+
+    T = 64
+    per_step = (fused(T) - fused(T // 2)) / ((T - T // 2) * N)
+    total = fused(T)
+    ref_total = reference(T)
+    print(f"\nsaved for backward, T={T}, N={N}: fused {total / (T * N):.2f} B/neuron-step "
+          f"(marginal {per_step:.2f}), reference {ref_total / (T * N):.2f} B/neuron-step")
+    assert per_step <= 8.0  # h_t and m_t in float32, nothing else grows with T
+    assert total <= 8 * T * N + 4 * N + 64  # + m_{-1} and the three scalar parameters
+    assert ref_total > 2 * total
+
+
+# --- ISA variants --------------------------------------------------------------------------
+def test_cpu_isa_variants_are_bit_identical() -> None:
+    # SNNTORCH_CLIF_CPU_ISA caps the SIMD variant; every variant must give the same bits.
+    script = textwrap.dedent(
+        """
+        import torch, sys
+        from snntorch_clif import ops, surrogate
+        g = torch.Generator().manual_seed(0)
+        x = (torch.randn(9, 1000, generator=g) * 1.5).requires_grad_()
+        z = torch.rand(1000, generator=g)
+        outs = ops.clif_sequence_fused(x, z, -z, torch.tensor(0.6), torch.tensor(0.9), torch.tensor(1.0),
+                                       surrogate.Sigmoid(4.0), "zero", True)
+        (gx,) = torch.autograd.grad(sum(o.sum() for o in outs), x)
+        torch.save([o.detach() for o in outs] + [gx], sys.argv[1])
+        """
+    )
+    results = {}
+    for isa in ["", "avx2", "generic"]:
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"clif_isa_{os.getpid()}_{isa or 'best'}.pt")
+        env = dict(os.environ, SNNTORCH_CLIF_CPU_ISA=isa)
+        subprocess.run([sys.executable, "-c", script, path], env=env, check=True, timeout=120)
+        results[isa] = torch.load(path)
+        os.remove(path)
+    for isa in ["avx2", "generic"]:
+        for a, b in zip(results[""], results[isa]):
+            assert torch.equal(a, b), isa
