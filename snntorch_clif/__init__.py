@@ -8,7 +8,7 @@ Example::
     >>> spk, comp, mem = clif(torch.rand(32, 128))
 """
 
-from . import functional, reference, surrogate
+from . import backends, functional, reference, surrogate
 from .functional import CLIFOutput, clif_sequence, clif_step
 from .neuron import CLIF, detach, reset
 
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CLIF",
     "CLIFOutput",
+    "backends",
     "clif_sequence",
     "clif_step",
     "detach",

@@ -65,26 +65,27 @@ CLIF_HD int32_t clif_float_as_int(float f) {
 }
 
 // exp(x) in float: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, and the
-// classic Cephes minimax polynomial (max error ~1 ulp). Written with plain arithmetic
-// and bit casts only, so GCC vectorises it across neurons (libm's expf would not be
-// vectorised without -ffast-math) and the GPU runs the very same operations.
+// classic Cephes minimax polynomial (max error ~1 ulp). Written with plain arithmetic,
+// explicit fmaf and bit casts only, so GCC vectorises it across neurons (libm's expf would
+// not be vectorised without -ffast-math) and the GPU runs the very same operations: fmaf
+// rounds once on every target (a libm call on a CPU without FMA, still the same bits).
 CLIF_HD float clif_exp(float x) {
   x = x < -87.0f ? -87.0f : x;  // keeps 2^n normal; sigmoid saturates long before
   x = x > 88.0f ? 88.0f : x;
   // Round x*log2(e) to the nearest integer with the 1.5*2^23 trick: exact, branch-free.
   const float shifter = 12582912.0f;
-  const float t = x * 1.44269504088896341f + shifter;
+  const float t = fmaf(x, 1.44269504088896341f, shifter);
   const float n = t - shifter;
   const int32_t ni = clif_float_as_int(t) - clif_float_as_int(shifter);
-  float r = x - n * 0.693359375f;  // ln2 split in two so n*ln2_hi is exact
-  r = r - n * -2.12194440e-4f;
+  float r = fmaf(n, -0.693359375f, x);  // ln2 split in two so n*ln2_hi is exact
+  r = fmaf(n, 2.12194440e-4f, r);
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  p = fmaf(p, r * r, r) + 1.0f;
   return p * clif_int_as_float((ni + 127) << 23);
 }
 
@@ -106,14 +107,14 @@ CLIF_HD S clif_fire(S z) {
 template <typename S>
 struct SurrogateConsts {
   S c0;  // rectangle: alpha/2 | atan: alpha/2 | fast_sigmoid/sigmoid: slope | triangular: c
-  S c1;  // rectangle: 1/alpha | atan: pi*alpha/2
+  S c1;  // rectangle: 1/alpha (as S(1) / S(alpha): the bits of the reference's mask / alpha) | atan: pi*alpha/2
 };
 
 template <typename S>
 inline SurrogateConsts<S> make_surrogate_consts(int kind, double param) {
   SurrogateConsts<S> c{S(0), S(0)};
   switch (kind) {
-    case SG_RECTANGLE: c.c0 = S(0.5 * param); c.c1 = S(param); break;
+    case SG_RECTANGLE: c.c0 = S(0.5 * param); c.c1 = S(1) / S(param); break;
     case SG_ATAN: c.c0 = S(0.5 * param); c.c1 = S(0.5 * 3.14159265358979323846 * param); break;
     default: c.c0 = S(param); c.c1 = S(0); break;
   }
@@ -125,7 +126,7 @@ template <typename S, int KIND>
 CLIF_HD S clif_surrogate(S z, SurrogateConsts<S> c) {
   if (KIND == SG_RECTANGLE) {
     const S az = z < S(0) ? -z : z;
-    return (az < c.c0 ? S(1) : S(0)) / c.c1;
+    return az < c.c0 ? c.c1 : S(0);  // no per-element divide: 1/alpha is a constant
   } else if (KIND == SG_ATAN) {
     const S w = c.c1 * z;
     return c.c0 / (S(1) + w * w);
@@ -176,9 +177,9 @@ struct ParamGrads {
   S beta, theta, gsf;
 };
 
-// One backward step t (DESIGN.md sec. 2). Needs from the forward pass h_t, m_t, m_{t-1},
-// u_{t-1}, and b = sigma(m_t) (the caller carries it: it was b_{t-1} of step t+1's call
-// ... i.e. every sigma(m) is computed once per step). Incoming: dspk (dL/d output spike),
+// One backward step t (DESIGN.md sec. 2). Needs from the forward pass h_t, m_{t-1}, u_{t-1}
+// and b = sigma(m_t) (the caller computes sigma(m_{t-1}) and u_{t-1} for step t-1 while at
+// step t, so each sigma(m) costs one exp per step). Incoming: dspk (dL/d output spike),
 // du, dm (dL/d mem_t, comp_t from the state sequences; 0 otherwise). Carries GU = dL/du_t,
 // GM = dL/dm_t from the future; on return they hold dL/du_{t-1}, dL/dm_{t-1}.
 //
@@ -202,15 +203,18 @@ CLIF_HD S clif_backward_step(S h, S m_prev, S b, S u_prev, S beta, S theta, S gs
   const S a = clif_sigmoid((S(1) - beta) * h);
   const S gu = GU + du;
   S gm = GM + dm;
-  S gs = dspk * gsf + gm;
-  S gh_u = gu;
+  S gs, gh_u;
   if (RESET == RESET_SUBTRACT) {
     gm = gm - gu * s * b * (S(1) - b);
     gs = dspk * gsf - gu * (theta + b) + gm;
+    gh_u = gu;
   } else if (RESET == RESET_ZERO) {
     gm = gm - gu * s * b * (S(1) - b);
     gs = dspk * gsf - gu * (h + b) + gm;
     gh_u = gu * (S(1) - s);
+  } else {
+    gs = dspk * gsf + gm;
+    gh_u = gu;
   }
   const S gate = m_prev * a * (S(1) - a);
   const S gh = gh_u + gs * g + gm * gate * (S(1) - beta);
