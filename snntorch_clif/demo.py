@@ -354,6 +354,7 @@ def plot_curves(results: dict, path: Path) -> None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
     for ax, (dataset, per_neuron) in zip(axes[0], results.items()):
@@ -365,6 +366,7 @@ def plot_curves(results: dict, path: Path) -> None:
             ax.plot(epochs, mean, label=label)
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)
         ax.set_title(f"{dataset} (n={len(next(iter(per_neuron.values()))['runs'])} seeds)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
