@@ -1,6 +1,9 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (every test).
 # Each creates the virtual environment and installs what it needs when missing.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+# pip warns about every package missing from the local extra indexes: keep its output readable.
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -13,8 +16,8 @@ STAMP := $(VENV)/.snntorch-clif-installed
 
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja
-	$(PIP) install -q --no-build-isolation -e ".[demo,test,docs]"
+	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja $(QUIET_PIP)
+	$(PIP) install -q --no-build-isolation -e ".[demo,test,docs]" $(QUIET_PIP)
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null; } || echo "note: no chromium; the docs browser test will skip"
 	touch $@

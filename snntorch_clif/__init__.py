@@ -8,7 +8,7 @@ Example::
     >>> spk, comp, mem = clif(torch.rand(32, 128))
 """
 
-from . import backends, functional, reference, surrogate
+from . import backends, convert, functional, reference, surrogate
 from .functional import CLIFOutput, clif_sequence, clif_step
 from .neuron import CLIF, detach, reset
 
@@ -20,6 +20,7 @@ __all__ = [
     "backends",
     "clif_sequence",
     "clif_step",
+    "convert",
     "detach",
     "functional",
     "reference",
