@@ -1,7 +1,8 @@
 """The documentation site: built with warnings as errors, served on localhost, looked at in Chromium.
 
-One build per test session (``sphinx -W --keep-going -E``, the documented command plus a
-fresh environment so that every page is read again and no warning hides in a cache), then:
+One build per test module (``sphinx -W --keep-going -E``: the documented command, into a
+temporary directory, with a fresh environment so that every page is read again and no
+warning hides in a cache), then:
 
 * the API page documents every public object of :mod:`snntorch_clif`;
 * headless Chromium loads the home page, the API page and a tutorial page from a local
@@ -19,6 +20,7 @@ import functools
 import http.server
 import importlib
 import inspect
+import json
 import os
 import pkgutil
 import shutil
@@ -40,7 +42,6 @@ pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-HTML = DOCS / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 PAGES = {  # page -> (words its <title> and <h1> contain, has plot images, has math)
     "index.html": ("snntorch-clif", False, False),
@@ -122,11 +123,15 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 # --- fixtures -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def site() -> Path:
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html", str(DOCS), str(HTML)]
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documented build command, into a fresh directory (safe under pytest-xdist)."""
+    out = tmp_path_factory.mktemp("docs")
+    html, doctrees = out / "html", out / "doctrees"
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",
+           "-d", str(doctrees), str(DOCS), str(html)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"the docs build failed (warnings are errors):\n{proc.stderr[-6000:]}"
-    return HTML
+    return html
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +316,34 @@ def test_home_page_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert tuple(namespace["spk"].shape) == (32, 128)
     assert float(namespace["net"][1].mem.abs().sum()) == 0.0, "reset(net) left a state behind"
     assert "cpu:" in capsys.readouterr().out, "backends() printed no report"
+
+
+def test_benchmark_tables_are_rendered_from_result_files(tmp_path: Path) -> None:
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        clif_docs = importlib.import_module("clif_docs")
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    good = tmp_path / "benchmarks" / "results" / "cpu.json"
+    good.parent.mkdir(parents=True)
+    good.write_text(json.dumps({
+        "device": "cpu", "device_name": "x86_64", "threads": 2, "dtype": "float32", "torch": "2.14.1",
+        "copy_bandwidth_bytes_per_s": 1.5e10,
+        "rows": [{"T": 16, "B": 32, "N": 4096, "neuron_steps": 2097152, "floor_ms": 4.5, "impl": {
+            "fused": {"median_ms": 9.0, "neuron_steps_per_s": 2.33e8, "median_ratio_to_fused": 1.0},
+            "reference": {"median_ms": 45.0, "neuron_steps_per_s": 4.66e7, "median_ratio_to_fused": 5.0},
+        }}],
+    }))
+    bad = tmp_path / "benchmarks" / "results" / "other.json"
+    bad.write_text("[1, 2]")
+    clif_docs.ROOT = tmp_path
+    try:
+        paths = clif_docs.result_files()
+        text = "\n".join(clif_docs.benchmark_rst(paths))
+    finally:
+        clif_docs.ROOT = ROOT
+    assert [p.name for p in paths] == ["cpu.json", "other.json"]
+    assert "   * - 16x32x4096\n     - reference\n     - 45.000\n     - 46.6\n     - 5.00" in text
+    assert "floor (32 B / neuron-step)" in text and "     - 0.50" in text  # floor / fused time
+    assert "Not shown: this file is not a bench_neuron.py result" in text
+    assert "No benchmark results" in "\n".join(clif_docs.benchmark_rst([]))

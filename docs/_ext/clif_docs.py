@@ -133,7 +133,7 @@ def _ratio(impl: dict) -> str:
 def _table_rows(result: dict) -> list[list[str]]:
     rows = []
     for case in result["rows"]:
-        shape = f"{case.get('T', '?')} x {case.get('B', '?')} x {case.get('N', '?')}"
+        shape = f"{case.get('T', '?')}x{case.get('B', '?')}x{case.get('N', '?')}"
         for name, impl in case.get("impl", {}).items():
             label = f"{name[:-5]} (single step)" if name.endswith("_step") else name
             ms = impl.get("median_ms")
@@ -191,7 +191,7 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
             ".. list-table::",
             "   :header-rows: 1",
             "",
-            "   * - T x B x N",
+            "   * - TxBxN",
             "     - implementation",
             "     - ms (median)",
             "     - M neuron-steps/s",
