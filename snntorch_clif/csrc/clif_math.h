@@ -2,10 +2,11 @@
 // kernel (cuda/clif_cuda.cu): the ONLY place the neuron's arithmetic is written in C++,
 // so the CPU tests exercise exactly the arithmetic the GPU runs.
 //
-// Forward step  = snntorch_clif/reference.py, clif_step_reference, the lines from
-//                 `h = beta * mem + x` to `return s * graded_spikes_factor, comp, mem`
+// Forward step  = snntorch_clif/reference.py, clif_step_reference, lines 63-80 at this
+//                 writing: `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`
 //                 (inhibition and state_quant excluded: those stay on the reference path).
-// Surrogates    = snntorch_clif/surrogate.py, surrogate_derivative (ids RECTANGLE..DISABLED).
+// Surrogates    = snntorch_clif/surrogate.py, surrogate_derivative, lines 74-89 (ids
+//                 RECTANGLE..DISABLED).
 // Backward step = the reverse-mode derivative of the forward step (DESIGN.md sec. 2), plus
 //                 the per-neuron partial sums for beta, threshold and graded_spikes_factor.
 //

@@ -1,8 +1,9 @@
 // CUDA kernels of snntorch_clif::clif_forward and snntorch_clif::clif_backward.
 //
 // Implements snntorch_clif/reference.py, clif_sequence_reference (the `for x in
-// x_seq.unbind(0)` loop over clif_step_reference's lines `h = beta * mem + x` .. `return s *
-// graded_spikes_factor, comp, mem`, without inhibition / state_quant), fused over time,
+// x_seq.unbind(0)` loop, lines 110-118 at this writing, over clif_step_reference's lines
+// 63-80, `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`, without the
+// inhibition / state_quant branches), fused over time,
 // and its reverse-mode derivative: the same contract as cpu/clif_cpu.cpp. All arithmetic
 // is csrc/clif_math.h (compiled with --fmad=false, as the CPU side with
 // -ffp-contract=off, so both devices round alike).
