@@ -8,6 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1
+# Build the CUDA kernels too (nvcc and torch's CUDA build are on our machines; no GPU is
+# needed to compile) and fail loudly if they do not build. SNNTORCH_CLIF_CUDA=0 make ... skips them.
+export SNNTORCH_CLIF_CUDA ?= 1
 # Changes to these need a reinstall (the C++/CUDA extension is compiled at install time).
 BUILD_INPUTS := setup.py setup.cfg pyproject.toml $(shell find snntorch_clif/csrc -type f 2>/dev/null)
 STAMP := $(VENV)/.snntorch-clif-installed

@@ -81,7 +81,7 @@ def surrogate_derivative(z: Tensor, kind: int, param: float) -> Tensor:
         sig = torch.sigmoid(param * z)
         return param * sig * (1 - sig)
     if kind == TRIANGULAR:
-        return torch.where(z >= 0, -param, param).to(z.dtype)
+        return torch.where(z >= 0, z.new_tensor(-param), z.new_tensor(param))
     if kind == STRAIGHT_THROUGH:
         return torch.ones_like(z)
     if kind == DISABLED:
