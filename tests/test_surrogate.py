@@ -30,7 +30,9 @@ def test_derivative_matches_snntorch_autograd(make, ours) -> None:
     z = z[z != 0]  # snnTorch fires on z > 0, we on z >= 0: compare gradients, where both agree
     z_theirs = z.clone().requires_grad_()
     make()(z_theirs).sum().backward()
-    torch.testing.assert_close(ours.derivative(z), z_theirs.grad, rtol=1e-12, atol=1e-12)
+    # snnTorch's triangular multiplies its float32 spike gradient by c: float32 rounding.
+    tol = 1e-7 if isinstance(ours, surrogate.Triangular) else 1e-12
+    torch.testing.assert_close(ours.derivative(z), z_theirs.grad, rtol=tol, atol=tol)
 
 
 def test_sigmoid_is_finite_where_snntorch_overflows() -> None:
