@@ -120,11 +120,14 @@ def test_gradcheck_sequence(reset: str) -> None:
     assert torch.autograd.gradcheck(f, (x, comp, mem, beta, thr, gsf))
 
 
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_gradcheck_module_learnable(reset: str) -> None:
+@pytest.mark.parametrize("step_mode", ["single", "multi"])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_gradcheck_module_learnable(reset: str, step_mode: str) -> None:
     clif = CLIF(beta=0.6, threshold=0.9, learn_beta=True, learn_threshold=True, surrogate_disable=True,
-                reset_mechanism=reset, step_mode="multi").double()
+                reset_mechanism=reset, step_mode=step_mode).double()
     x = (2 * torch.rand(5, 3, dtype=torch.float64)).requires_grad_()
+    if step_mode == "single":
+        x = x[0].detach().requires_grad_()
 
     z = torch.zeros(3, dtype=torch.float64)
 
