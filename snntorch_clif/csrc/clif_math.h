@@ -157,17 +157,33 @@ CLIF_HD S clif_reset(S h, S s, S b, S theta) {
 
 // One forward step (reference.py, clif_step_reference, `h = beta * mem + x` .. the reset).
 // In: x_t, beta, theta; in/out: u (= mem) and m (= comp). Out: h_t and the spike s_t.
+// Split in two halves so that the CPU kernel can run them as two vector loops: within one
+// step sigma(m_t) waits on a_t (two exp + divide chains back to back), which leaves a single
+// fused loop latency-bound; two loops over a row each have independent iterations.
+// First half: h_t, the spike and a_t = sigma((1 - beta) h_t) from x_t and u_{t-1}.
+template <typename S>
+CLIF_HD void clif_forward_pre(S x, S beta, S theta, S u, S& h, S& s, S& a) {
+  h = beta * u + x;
+  s = clif_fire(h - theta);
+  a = clif_sigmoid((S(1) - beta) * h);
+}
+
+// Second half: m_t and u_t from h_t, s_t, a_t and m_{t-1}.
 template <typename S, int RESET>
-CLIF_HD void clif_forward_step(S x, S beta, S theta, S& u, S& m, S& h_out, S& s_out) {
-  const S h = beta * u + x;
-  const S s = clif_fire(h - theta);
-  const S a = clif_sigmoid((S(1) - beta) * h);
+CLIF_HD void clif_forward_post(S h, S s, S a, S theta, S& u, S& m) {
   m = a * m + s;
   if (RESET == RESET_NONE) {
     u = h;  // sigma(m) only feeds the reset: skip its exp
   } else {
     u = clif_reset<S, RESET>(h, s, clif_sigmoid(m), theta);
   }
+}
+
+template <typename S, int RESET>
+CLIF_HD void clif_forward_step(S x, S beta, S theta, S& u, S& m, S& h_out, S& s_out) {
+  S h, s, a;
+  clif_forward_pre(x, beta, theta, u, h, s, a);
+  clif_forward_post<S, RESET>(h, s, a, theta, u, m);
   h_out = h;
   s_out = s;
 }
@@ -194,14 +210,18 @@ struct ParamGrads {
 //   dbeta  += gh u_{t-1} - gm m_{t-1} a (1 - a) h
 //   dtheta += -gs g - gu s              (the last term for subtract only)
 //   dgsf   += dspk s
-template <typename S, int RESET, int KIND>
-CLIF_HD S clif_backward_step(S h, S m_prev, S b, S u_prev, S beta, S theta, S gsf,
-                             SurrogateConsts<S> sc, S dspk, S du, S dm, S& GU, S& GM,
-                             ParamGrads<S>& pg) {
-  const S z = h - theta;
-  const S s = clif_fire(z);
-  const S g = clif_surrogate<S, KIND>(z, sc);
-  const S a = clif_sigmoid((S(1) - beta) * h);
+//
+// clif_backward_gates: the exp-heavy, carry-free factors g and a; clif_backward_core: the rest.
+template <typename S, int KIND>
+CLIF_HD void clif_backward_gates(S h, S beta, S theta, SurrogateConsts<S> sc, S& g, S& a) {
+  g = clif_surrogate<S, KIND>(h - theta, sc);
+  a = clif_sigmoid((S(1) - beta) * h);
+}
+
+template <typename S, int RESET>
+CLIF_HD S clif_backward_core(S h, S g, S a, S m_prev, S b, S u_prev, S beta, S theta, S gsf,
+                             S dspk, S du, S dm, S& GU, S& GM, ParamGrads<S>& pg) {
+  const S s = clif_fire(h - theta);
   const S gu = GU + du;
   S gm = GM + dm;
   S gs, gh_u;
@@ -226,6 +246,15 @@ CLIF_HD S clif_backward_step(S h, S m_prev, S b, S u_prev, S beta, S theta, S gs
   GU = beta * gh;
   GM = a * gm;
   return gh;
+}
+
+template <typename S, int RESET, int KIND>
+CLIF_HD S clif_backward_step(S h, S m_prev, S b, S u_prev, S beta, S theta, S gsf,
+                             SurrogateConsts<S> sc, S dspk, S du, S dm, S& GU, S& GM,
+                             ParamGrads<S>& pg) {
+  S g, a;
+  clif_backward_gates<S, KIND>(h, beta, theta, sc, g, a);
+  return clif_backward_core<S, RESET>(h, g, a, m_prev, b, u_prev, beta, theta, gsf, dspk, du, dm, GU, GM, pg);
 }
 
 }  // namespace snntorch_clif

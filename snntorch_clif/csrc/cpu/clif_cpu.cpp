@@ -74,37 +74,42 @@ struct FwdRow {
   S* m_save;
 };
 
+// Two loops per row (clif_forward_pre, then clif_forward_post), over chunks that keep the
+// temporaries in L1: each loop's iterations are independent, so the out-of-order core
+// overlaps the exp/divide chains of neighbouring vectors (one fused loop was ~1.5x slower).
 template <typename S, int RESET>
 CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
-  const S* CLIF_RESTRICT x = r.x;
-  S* CLIF_RESTRICT u = r.u;
-  S* CLIF_RESTRICT m = r.m;
-  const S* CLIF_RESTRICT beta = r.beta;
-  const S* CLIF_RESTRICT theta = r.theta;
-  const S* CLIF_RESTRICT gsf = r.gsf;
-  S* CLIF_RESTRICT spk = r.spk;
-  const int64_t len = r.len;
-  if (r.h_save != nullptr) {
-    S* CLIF_RESTRICT hs = r.h_save;
-    S* CLIF_RESTRICT ms = r.m_save;
+  constexpr int64_t kChunk = 256;
+  alignas(64) S abuf[kChunk], hbuf[kChunk], mbuf[kChunk];
+  for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, r.len - c0);
+    const S* CLIF_RESTRICT x = r.x + c0;
+    S* CLIF_RESTRICT u = r.u + c0;
+    S* CLIF_RESTRICT m = r.m + c0;
+    const S* CLIF_RESTRICT beta = r.beta + c0;
+    const S* CLIF_RESTRICT theta = r.theta + c0;
+    const S* CLIF_RESTRICT gsf = r.gsf + c0;
+    S* CLIF_RESTRICT spk = r.spk + c0;
+    S* CLIF_RESTRICT hs = r.h_save != nullptr ? r.h_save + c0 : hbuf;  // scratch when not saving
+    S* CLIF_RESTRICT ms = r.m_save != nullptr ? r.m_save + c0 : mbuf;
+    S* CLIF_RESTRICT a = abuf;
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
-      S h, s, ui = u[i], mi = m[i];
-      clif_forward_step<S, RESET>(x[i], beta[i], theta[i], ui, mi, h, s);
-      u[i] = ui;
-      m[i] = mi;
-      spk[i] = s * gsf[i];
+      S h, s, ai;
+      clif_forward_pre(x[i], beta[i], theta[i], u[i], h, s, ai);
       hs[i] = h;
-      ms[i] = mi;
+      a[i] = ai;
+      spk[i] = s * gsf[i];
     }
-  } else {
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
-      S h, s, ui = u[i], mi = m[i];
-      clif_forward_step<S, RESET>(x[i], beta[i], theta[i], ui, mi, h, s);
+      const S h = hs[i];
+      const S s = clif_fire(h - theta[i]);
+      S ui, mi = m[i];
+      clif_forward_post<S, RESET>(h, s, a[i], theta[i], ui, mi);
       u[i] = ui;
       m[i] = mi;
-      spk[i] = s * gsf[i];
+      ms[i] = mi;
     }
   }
 }
