@@ -101,10 +101,25 @@ def use_reference() -> Iterator[None]:
         set_backend(previous)
 
 
+_INTERNAL_DIRS = (os.path.dirname(__file__), os.path.dirname(torch.nn.modules.__file__))
+
+
+def _user_stacklevel() -> int:
+    """The stack level of the first caller outside this package and torch.nn (the user's line)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_once(reason: str) -> None:
     if reason not in _warned:
         _warned.add(reason)
-        warnings.warn(f"snntorch_clif: {reason}; running the pure-PyTorch reference path", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"snntorch_clif: {reason}; running the pure-PyTorch reference path",
+            RuntimeWarning,
+            stacklevel=_user_stacklevel(),
+        )
 
 
 def fused_unsupported_reason(
