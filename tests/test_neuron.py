@@ -217,21 +217,24 @@ def _states(net: nn.Module) -> list[torch.Tensor]:
     return [s for m in net.modules() if isinstance(m, CLIF) for s in (m.comp, m.mem)]
 
 
-def test_our_reset_touches_exactly_this_networks_clifs() -> None:
+def _two_driven_nets() -> tuple[nn.Module, nn.Module]:
+    """Two networks whose CLIF states hold a graph after one step on the same input."""
     net, other = _net(), _net()
     x = 3 * torch.rand(2, 4, requires_grad=True)
     net(x)
     other(x)
+    return net, other
+
+
+def test_our_reset_touches_exactly_this_networks_clifs() -> None:
+    net, other = _two_driven_nets()
     snntorch_clif.reset(net)
     assert all(s.abs().sum() == 0 and not s.requires_grad for s in _states(net))
     assert any(s.abs().sum() > 0 for s in _states(other))  # another network keeps its states
 
 
 def test_our_detach_touches_exactly_this_network() -> None:
-    net, other = _net(), _net()
-    x = 3 * torch.rand(2, 4, requires_grad=True)
-    net(x)
-    other(x)
+    net, other = _two_driven_nets()
     snntorch_clif.detach(net)
     assert not any(s.requires_grad for s in _states(net))
     assert all(s.requires_grad for s in _states(other))
