@@ -1,12 +1,15 @@
-"""The CUDA kernel (csrc/cuda/clif_cuda.cu): the built library, and (on a GPU) its results.
+"""The CUDA kernel (csrc/cuda/clif_cuda.cu): the built library, and its results.
 
-The first test runs everywhere a CUDA build exists (CI has no GPU): it checks that the
-compiled library really contains the kernels for every requested architecture. The
-others are marked ``cuda`` and skipped without a GPU; they run unchanged where one is.
+The first test runs everywhere a CUDA build exists: it checks that the compiled library
+really contains the kernels for every requested architecture. The others run twice through
+the ``gpu`` fixture: on a GPU (skipped without one) and on the CUDA source executed on the
+CPU (tests/cuda_emulator.py), so every line of them runs in CI. Only the stream test needs
+a real GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -14,7 +17,9 @@ import shutil
 import struct
 import subprocess
 import sysconfig
+from dataclasses import dataclass
 
+import cuda_emulator
 import pytest
 import torch
 
@@ -109,11 +114,37 @@ def test_built_library_contains_the_kernels() -> None:
         assert count >= 9, f"{name!r} appears {count} times in cuobjdump -symbols"
 
 
-# --- on a GPU ------------------------------------------------------------------------------
+# --- on a GPU, or on the CUDA source executed on the CPU ---------------------------------
+@dataclass(frozen=True)
+class Gpu:
+    """Where the GPU-side half of a test runs: a real GPU, or the emulated CUDA kernels."""
+
+    device: str
+    emulated: bool
+
+    def kernels(self) -> contextlib.AbstractContextManager:
+        """Inside this block the ops run the CUDA kernels (for the emulator: switched in)."""
+        return cuda_emulator.emulated_cuda_kernels() if self.emulated else contextlib.nullcontext()
+
+
+@pytest.fixture(params=["cuda", "emulated"])
+def gpu(request: pytest.FixtureRequest) -> Gpu:
+    if request.param == "cuda":
+        if not (torch.cuda.is_available() and ops.has_kernel("cuda")):
+            pytest.skip("needs a GPU and the CUDA kernel")
+        return Gpu("cuda", emulated=False)
+    if not ops.AVAILABLE:
+        pytest.skip(f"fused kernels not built: {ops.LOAD_ERROR}")
+    cuda_emulator.load()
+    return Gpu("cpu", emulated=True)
+
+
 SURROGATES = [
     sg.Rectangle(1.0), sg.ATan(2.0), sg.FastSigmoid(25.0), sg.Sigmoid(5.0), sg.Triangular(1.0),
     sg.StraightThrough(), sg.Disabled(),
 ]
+RESET_IDS = {"subtract": 0, "zero": 1, "none": 2}
+BITS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def _case(device: str, dtype: torch.dtype, T: int = 9, shape: tuple = (4, 33), per_neuron: bool = True,
@@ -131,15 +162,24 @@ def _case(device: str, dtype: torch.dtype, T: int = 9, shape: tuple = (4, 33), p
     return [t.to(device=device, dtype=dtype).requires_grad_() for t in (x, comp, mem, beta, thr, gsf)]
 
 
-def _run(args: list[torch.Tensor], spike_grad: sg.Surrogate, reset: str, seqs: bool, fused: bool) -> list:
+def _run(args: list[torch.Tensor], spike_grad: sg.Surrogate, reset: str, seqs: bool, fused: bool,
+         weight_dtype: torch.dtype) -> list[torch.Tensor]:
+    """Outputs, then the gradients of sum(output * weight) for every input (zeros where unused).
+
+    The weights are drawn in float32 and rounded to ``weight_dtype`` on both sides of a
+    comparison, so a half-precision run and its float32 reference differentiate the same loss.
+    """
     if fused:
         outs = ops.clif_sequence_fused(*args[:3], *args[3:], spike_grad, reset, seqs)
     else:
         x, comp, mem, beta, thr, gsf = args
         outs = clif_sequence_reference(x, comp, mem, beta, thr, spike_grad, reset, gsf, seqs)
     g = torch.Generator().manual_seed(1)
-    weights = [torch.randn(o.shape, generator=g).to(o) for o in outs]
-    grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), args)
+    weights = [torch.randn(o.shape, generator=g).to(weight_dtype).to(o) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, weights))
+    # At T = 0 nothing reads beta / threshold / gsf: their gradients are None, i.e. zero.
+    grads = torch.autograd.grad(loss, args, allow_unused=True)
+    grads = [torch.zeros_like(a) if gr is None else gr for a, gr in zip(args, grads)]
     return [o.detach() for o in outs] + list(grads)
 
 
@@ -147,33 +187,55 @@ def _clone(args: list[torch.Tensor], **to: object) -> list[torch.Tensor]:
     return [a.detach().to(**to).requires_grad_() for a in args]  # type: ignore[arg-type]
 
 
-@pytest.mark.cuda
-@needs_gpu
+def _same_bits(got: torch.Tensor, want: torch.Tensor) -> bool:
+    got = got.cpu()
+    return got.shape == want.shape and got.dtype == want.dtype and torch.equal(
+        got.view(BITS[got.dtype]), want.view(BITS[want.dtype])
+    )
+
+
+def _ops_run(args: list[torch.Tensor], reset: str, kind: int, seqs: bool) -> list[torch.Tensor]:
+    """The two ops called directly: forward with save, backward with every gradient present."""
+    x, comp, mem, beta, thr, gsf = (a.detach() for a in args)
+    flat = [x.reshape(x.shape[0], -1), comp.reshape(-1), mem.reshape(-1)]
+    n = flat[1].numel()
+    params = [p.float().expand(x.shape[1:]).reshape(n).contiguous() if p.numel() > 1 else p.float().reshape(1)
+              for p in (beta, thr, gsf)]
+    sgr = SURROGATES[kind]
+    spk, c, m, saved = torch.ops.snntorch_clif.clif_forward(
+        *flat, *params, RESET_IDS[reset], sgr.kind, sgr.param, seqs, True)
+    g = torch.Generator().manual_seed(2)
+    gspk, gc, gm = (torch.randn(t.shape, generator=g).to(t) for t in (spk, c, m))
+    grads = torch.ops.snntorch_clif.clif_backward(
+        gspk, gc, gm, saved, flat[2], *params, RESET_IDS[reset], sgr.kind, sgr.param, True)
+    return [spk, c, m, *grads]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize(("reset", "kind"), list(itertools.product(["subtract", "zero", "none"], range(7))))
-def test_cuda_matches_cpu_kernel(reset: str, kind: int) -> None:
-    # Same arithmetic (clif_math.h, no FMA contraction on either side): per-element results
-    # agree to rounding; spikes are identical.
-    cpu = _case("cpu", torch.float32, seed=kind)
-    gpu = _clone(cpu, device="cuda")
-    for seqs in (False, True):
-        want = _run(cpu, SURROGATES[kind], reset, seqs, fused=True)
-        got = _run(gpu, SURROGATES[kind], reset, seqs, fused=True)
-        assert torch.equal(got[0].cpu(), want[0])
-        for a, b in zip(got[1:], want[1:]):
-            torch.testing.assert_close(a.cpu(), b, rtol=1e-5, atol=1e-5)
+def test_cuda_matches_cpu_kernel(gpu: Gpu, reset: str, kind: int, dtype: torch.dtype) -> None:
+    # Same arithmetic (clif_math.h, no FMA contraction on either side): every output of both ops
+    # is bit-identical, sequences and per-neuron parameter sums included.
+    for seqs, per_neuron in [(False, True), (True, False)]:
+        cpu = _case("cpu", dtype, seed=kind, per_neuron=per_neuron)
+        want = _ops_run(cpu, reset, kind, seqs)
+        with gpu.kernels():
+            got = _ops_run(_clone(cpu, device=gpu.device), reset, kind, seqs)
+        names = ["spk", "comp", "mem", "dx", "dcomp0", "dmem0", "dbeta", "dthreshold", "dgsf"]
+        for name, a, b in zip(names, got, want):
+            assert _same_bits(a, b), f"{name} differs (seqs={seqs}, per_neuron={per_neuron})"
 
 
-@pytest.mark.cuda
-@needs_gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("per_neuron", [False, True])
-def test_cuda_matches_reference(dtype: torch.dtype, per_neuron: bool) -> None:
-    args = _case("cuda", dtype, T=16, per_neuron=per_neuron)
+def test_cuda_matches_reference(gpu: Gpu, dtype: torch.dtype, per_neuron: bool) -> None:
+    args = _case(gpu.device, dtype, T=16, per_neuron=per_neuron)
     ref_args = _clone(args, dtype=torch.float32)  # the kernel computes in float32
     tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
     for reset in ("subtract", "zero", "none"):
-        got = _run(args, sg.ATan(2.0), reset, True, fused=True)
-        want = _run(ref_args, sg.ATan(2.0), reset, True, fused=False)
+        with gpu.kernels():
+            got = _run(args, sg.ATan(2.0), reset, True, fused=True, weight_dtype=dtype)
+        want = _run(ref_args, sg.ATan(2.0), reset, True, fused=False, weight_dtype=dtype)
         assert torch.equal(got[0].float(), want[0])
         for a, b in zip(got[1:], want[1:]):
             assert a.dtype == dtype
@@ -181,41 +243,68 @@ def test_cuda_matches_reference(dtype: torch.dtype, per_neuron: bool) -> None:
             torch.testing.assert_close(a.float(), b, rtol=tol * scale, atol=tol * scale)
 
 
-@pytest.mark.cuda
-@needs_gpu
 @pytest.mark.parametrize(("T", "shape"), [(0, (3, 4)), (5, (0,)), (1, (1,)), (3, (1000, 257))])
-def test_cuda_sizes_and_noncontiguous(T: int, shape: tuple) -> None:
-    args = _case("cuda", torch.float32, T=T, shape=shape)
+def test_cuda_sizes_and_noncontiguous(gpu: Gpu, T: int, shape: tuple) -> None:
+    args = _case(gpu.device, torch.float32, T=T, shape=shape)
     x = args[0].detach().transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_()
     args[0] = x
-    got = _run(args, sg.Rectangle(), "subtract", False, fused=True)
-    want = _run(_clone(args), sg.Rectangle(), "subtract", False, fused=False)
+    with gpu.kernels():
+        got = _run(args, sg.Rectangle(), "subtract", False, fused=True, weight_dtype=torch.float32)
+    want = _run(_clone(args), sg.Rectangle(), "subtract", False, fused=False, weight_dtype=torch.float32)
     for a, b in zip(got, want):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("seqs", [False, True])
+def test_cuda_opcheck(gpu: Gpu, dtype: torch.dtype, seqs: bool) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(6, 10, generator=g) * 1.5).to(gpu.device, dtype)
+    comp, mem = torch.rand(10, generator=g).to(x), torch.randn(10, generator=g).to(x)
+    with gpu.kernels():
+        for requires_grad, n_params in [(True, 1), (True, 10), (False, 1)]:
+            params = [torch.full((n_params,), v, device=gpu.device) for v in (0.5, 1.0, 1.0)]
+            args = [t.detach().requires_grad_(requires_grad) for t in (x, comp, mem, *params)]
+            torch.library.opcheck(
+                torch.ops.snntorch_clif.clif_forward.default, (*args, 0, 1, 2.0, seqs, requires_grad))
+        spk, c, m, saved = torch.ops.snntorch_clif.clif_forward(x, comp, mem, *params, 1, 3, 5.0, seqs, True)
+        gspk, gc, gm = torch.randn_like(spk), torch.randn_like(c), torch.randn_like(m)
+        for param_grads, grads in [(True, (gc, gm)), (False, (None, gm)), (True, (None, None))]:
+            torch.library.opcheck(
+                torch.ops.snntorch_clif.clif_backward.default,
+                (gspk, *grads, saved, mem, *params, 1, 3, 5.0, param_grads))
+
+
 @pytest.mark.cuda
 @needs_gpu
 def test_cuda_uses_the_current_stream() -> None:
+    # The default stream spins; the op runs on a side stream. Launched on the current (side)
+    # stream, its results are complete while the default stream is still busy; launched on the
+    # default stream, they would still be queued behind the spin.
     args = _case("cuda", torch.float32, T=32, shape=(64, 1024))
-    want = _run(args, sg.Sigmoid(5.0), "zero", False, fused=True)
+    want = _ops_run(args, "zero", 3, False)
+    torch.cuda.synchronize()
     side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
+    torch.cuda._sleep(2_000_000_000)  # ~1 s of GPU time on the default stream
     with torch.cuda.stream(side):
-        got = _run(args, sg.Sigmoid(5.0), "zero", False, fused=True)
-    torch.cuda.current_stream().wait_stream(side)
+        got = _ops_run(args, "zero", 3, False)
+        done = torch.cuda.Event()
+        done.record(side)
+    done.synchronize()
+    assert not torch.cuda.default_stream().query(), "the default stream finished first: the test proves nothing"
+    with torch.cuda.stream(side):
+        got = [t.cpu() for t in got]
     for a, b in zip(got, want):
-        assert torch.equal(a, b)
+        assert torch.equal(a, b.cpu())
+    torch.cuda.synchronize()
 
 
-@pytest.mark.cuda
-@needs_gpu
 @pytest.mark.parametrize("step_mode", ["single", "multi"])
-def test_cuda_compile_fullgraph(step_mode: str) -> None:
+def test_cuda_compile_fullgraph(gpu: Gpu, step_mode: str) -> None:
     torch._dynamo.reset()
-    lif = CLIF(beta=0.7, learn_beta=True, spike_grad=sg.ATan(2.0), step_mode=step_mode).cuda()
-    x = torch.randn(6, 8, 32, device="cuda") * 2
+    lif = CLIF(beta=0.7, learn_beta=True, spike_grad=sg.ATan(2.0), step_mode=step_mode).to(gpu.device)
+    x = torch.randn(6, 8, 32, device=gpu.device) * 2
 
     def f(x: torch.Tensor) -> torch.Tensor:
         comp = mem = torch.zeros_like(x[0])
@@ -227,6 +316,10 @@ def test_cuda_compile_fullgraph(step_mode: str) -> None:
             total = total + spk
         return total
 
-    eager = f(x)
-    compiled = torch.compile(f, fullgraph=True)(x)
+    # inductor on a GPU; the emulated kernels are switched in below inductor's CPU code, so
+    # there aot_eager (same graph capture, eager kernels) keeps the test quick
+    backend = "aot_eager" if gpu.emulated else "inductor"
+    with gpu.kernels():
+        eager = f(x)
+        compiled = torch.compile(f, fullgraph=True, backend=backend)(x)
     torch.testing.assert_close(compiled, eager)

@@ -1,4 +1,8 @@
-"""The fused ops (snntorch_clif/ops.py, csrc/) against snntorch_clif/reference.py on the CPU."""
+"""The fused ops (snntorch_clif/ops.py, csrc/) against snntorch_clif/reference.py on the CPU.
+
+Every case runs twice: on the CPU kernel, and on the CUDA kernel's source executed on the CPU
+(tests/cuda_emulator.py), which takes float32, float16 and bfloat16 like a GPU.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import subprocess
 import sys
 import textwrap
 
+import cuda_emulator
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from snntorch_clif import CLIF, ops
@@ -18,6 +23,21 @@ from snntorch_clif import surrogate as sg
 from snntorch_clif.reference import clif_sequence_reference
 
 pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"fused kernels not built: {ops.LOAD_ERROR}")
+
+
+@pytest.fixture(params=["cpu", "cuda_emulated"], autouse=True)
+def kernel(request: pytest.FixtureRequest):  # noqa: ANN201
+    """Which kernel the ops run on: the CPU one, or the CUDA source executed on the CPU."""
+    if request.param == "cuda_emulated":
+        if request.node.get_closest_marker("cpu_kernel_only"):
+            pytest.skip("tests a property of the CPU kernel")
+        callspec = getattr(request.node, "callspec", None)
+        if callspec is not None and callspec.params.get("dtype") == torch.float64:
+            pytest.skip("the CUDA kernel has no float64 (float64 on a GPU runs the reference)")
+        with cuda_emulator.emulated_cuda_kernels():
+            yield request.param
+    else:
+        yield request.param
 
 SURROGATES = [
     sg.Rectangle(1.0), sg.ATan(2.0), sg.FastSigmoid(25.0), sg.Sigmoid(5.0), sg.Triangular(1.0),
@@ -189,7 +209,8 @@ def test_multithreaded_matches_reference() -> None:
     assert_match(case, sg.Rectangle(), "subtract", seqs=False)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     T=st.sampled_from([0, 1, 2, 3, 7, 16]),
     shape=st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple),
@@ -206,9 +227,10 @@ def test_multithreaded_matches_reference() -> None:
     seed=st.integers(0, 2**16),
 )
 def test_matches_reference_hypothesis(
-    T: int, shape: tuple, dtype: torch.dtype, reset: str, kind: int, param: float, per_neuron: bool,
+    kernel: str, T: int, shape: tuple, dtype: torch.dtype, reset: str, kind: int, param: float, per_neuron: bool,
     learnable: bool, seqs: bool, noncontiguous: bool, seed: int,
 ) -> None:
+    assume(not (kernel == "cuda_emulated" and dtype == torch.float64))
     cls = type(SURROGATES[kind])
     spike_grad = cls(param) if cls.param_name else cls()
     case = make_case(T, shape, dtype, seed=seed, per_neuron=per_neuron, learnable=learnable,
@@ -217,6 +239,7 @@ def test_matches_reference_hypothesis(
 
 
 # --- gradcheck: the derived beta / threshold / gsf / initial-state gradients -------------
+@pytest.mark.cpu_kernel_only  # float64
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("per_neuron", [False, True])
 @pytest.mark.parametrize("seqs", [False, True])
@@ -236,6 +259,7 @@ def test_gradcheck(reset: str, per_neuron: bool, seqs: bool) -> None:
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+@pytest.mark.cpu_kernel_only  # float64
 def test_surrogate_gradients_through_spike() -> None:
     # With a real surrogate, dL/dx at t=0 of a single step is g(h - theta) * gsf (+ gate terms):
     # compare the op's x-gradient with the surrogate formula on a no-reset, no-gate setup.
@@ -384,6 +408,7 @@ def test_saved_bytes_per_neuron_step() -> None:
 
 
 # --- ISA variants --------------------------------------------------------------------------
+@pytest.mark.cpu_kernel_only  # the CPU's SIMD variants
 def test_cpu_isa_variants_are_bit_identical() -> None:
     # SNNTORCH_CLIF_CPU_ISA caps the SIMD variant; every variant must give the same bits.
     script = textwrap.dedent(

@@ -8,8 +8,23 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#ifdef CLIF_POISON_OUTPUTS
+#include <ATen/ops/full.h>
+
+#include <limits>
+#endif
 
 namespace snntorch_clif {
+
+// Every output buffer of the ops. Test builds define CLIF_POISON_OUTPUTS to fill them with
+// NaN, so an element a kernel never writes cannot pass for a result (tests/cuda_shim/).
+inline at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+#ifdef CLIF_POISON_OUTPUTS
+  return at::full(sizes, std::numeric_limits<double>::quiet_NaN(), options);
+#else
+  return at::empty(sizes, options);
+#endif
+}
 
 // Compute (and saved-tensor) dtype: float32 for float32/float16/bfloat16, float64 for float64.
 inline at::ScalarType acc_dtype(at::ScalarType t) {
@@ -62,16 +77,16 @@ struct ForwardOutputs {
 inline ForwardOutputs allocate_forward(const at::Tensor& x, bool return_sequences, bool save) {
   const int64_t T = x.size(0), n = x.size(1);
   ForwardOutputs o;
-  o.spk = at::empty({T, n}, x.options());
+  o.spk = new_output({T, n}, x.options());
   if (return_sequences) {
-    o.comp = at::empty({T, n}, x.options());
-    o.mem = at::empty({T, n}, x.options());
+    o.comp = new_output({T, n}, x.options());
+    o.mem = new_output({T, n}, x.options());
   } else {
-    o.comp = at::empty({n}, x.options());
-    o.mem = at::empty({n}, x.options());
+    o.comp = new_output({n}, x.options());
+    o.mem = new_output({n}, x.options());
   }
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
-  o.saved = save ? at::empty({2 * T + 1, n}, acc) : at::empty({0}, acc);
+  o.saved = save ? new_output({2 * T + 1, n}, acc) : new_output({0}, acc);
   return o;
 }
 
@@ -118,14 +133,14 @@ struct BackwardOutputs {
 inline BackwardOutputs allocate_backward(const at::Tensor& gspk, bool param_grads) {
   const int64_t T = gspk.size(0), n = gspk.size(1);
   BackwardOutputs o;
-  o.dx = at::empty({T, n}, gspk.options());
-  o.dcomp0 = at::empty({n}, gspk.options());
-  o.dmem0 = at::empty({n}, gspk.options());
+  o.dx = new_output({T, n}, gspk.options());
+  o.dcomp0 = new_output({n}, gspk.options());
+  o.dmem0 = new_output({n}, gspk.options());
   const auto acc = gspk.options().dtype(acc_dtype(gspk.scalar_type()));
   const int64_t pn = param_grads ? n : 0;
-  o.dbeta = at::empty({pn}, acc);
-  o.dthreshold = at::empty({pn}, acc);
-  o.dgsf = at::empty({pn}, acc);
+  o.dbeta = new_output({pn}, acc);
+  o.dthreshold = new_output({pn}, acc);
+  o.dgsf = new_output({pn}, acc);
   return o;
 }
 

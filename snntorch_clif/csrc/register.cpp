@@ -1,6 +1,8 @@
-// The ops' schemas (one place), and the Python module `snntorch_clif._C` whose import
+// The ops (their schemas: schemas.h), and the Python module `snntorch_clif._C` whose import
 // loads this library. Kernels: cpu/clif_cpu.cpp (CPU) and cuda/clif_cuda.cu (CUDA);
 // fake (meta) kernels and autograd: snntorch_clif/ops.py.
+#include "schemas.h"
+
 #include <Python.h>
 #include <torch/library.h>
 
@@ -19,20 +21,8 @@ const char* cpu_isa_name();  // cpu/clif_cpu.cpp: the SIMD variant picked for th
 }
 
 TORCH_LIBRARY(snntorch_clif, m) {
-  // x [T, N] contiguous; comp0/mem0 [N] in x's dtype; beta/threshold/gsf [1] or [N] in the
-  // compute dtype (float32; float64 for float64 x).
-  // reset: 0 subtract, 1 zero, 2 none. surrogate/surrogate_param are unused by the forward
-  // kernel; they are inputs so the autograd formula (ops.py) can see them.
-  m.def(
-      "clif_forward(Tensor x, Tensor comp0, Tensor mem0, Tensor beta, Tensor threshold, Tensor gsf, "
-      "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save) "
-      "-> (Tensor spk, Tensor comp, Tensor mem, Tensor saved)");
-  m.def(
-      "clif_backward(Tensor grad_spk, Tensor? grad_comp, Tensor? grad_mem, Tensor saved, Tensor? mem0, "
-      "Tensor beta, Tensor threshold, Tensor gsf, int reset, int surrogate, float surrogate_param, "
-      "bool param_grads) "
-      "-> (Tensor grad_x, Tensor grad_comp0, Tensor grad_mem0, Tensor grad_beta, Tensor grad_threshold, "
-      "Tensor grad_gsf)");
+  m.def(snntorch_clif::kForwardSchema);
+  m.def(snntorch_clif::kBackwardSchema);
 }
 
 static PyObject* cpu_isa(PyObject*, PyObject*) {

@@ -11,6 +11,10 @@
 // One thread per neuron, grid over N, the time loop inside with the carries in registers;
 // for a fixed t a warp reads 32 consecutive neurons, so every [T, N] access coalesces.
 // Runs on the current stream; nothing synchronises with the host.
+//
+// Tested without a GPU: tests/cuda_shim/ compiles this file with the host compiler (CUDA's
+// built-ins replaced, CLIF_CUDA_EMULATION defined), runs every block and thread of each
+// launch on the CPU, and compares the results bit for bit with the CPU kernel.
 #include "../clif_checks.h"
 #include "../clif_math.h"
 
@@ -29,6 +33,19 @@ namespace snntorch_clif {
 namespace {
 
 constexpr int kThreads = 256;
+
+#ifdef CLIF_CUDA_EMULATION
+#define CLIF_LAUNCH ::clif_emulation::launch  // tests/cuda_shim/cuda_shim.h
+#else
+#define CLIF_LAUNCH launch_kernel
+// Every launch goes through here, so the emulated-CUDA test build can replace it.
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), unsigned blocks, unsigned threads, cudaStream_t stream,
+                   const Args&... args) {
+  kernel<<<blocks, threads, 0, stream>>>(args...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+#endif
 
 // float32, float16, bfloat16 (no float64 kernels: gradcheck runs on the CPU)
 #define CLIF_DISPATCH_CUDA_TYPES(TYPE, NAME, ...)                 \
@@ -186,11 +203,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
     a.mem = o.mem.mutable_data_ptr<scalar_t>();
     a.saved = save ? o.saved.mutable_data_ptr<float>() : nullptr;
     switch (reset) {
-      case RESET_SUBTRACT: clif_forward_kernel<scalar_t, RESET_SUBTRACT><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
-      case RESET_ZERO: clif_forward_kernel<scalar_t, RESET_ZERO><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
-      default: clif_forward_kernel<scalar_t, RESET_NONE><<<blocks_for(N), kThreads, 0, stream>>>(a); break;
+      case RESET_SUBTRACT: CLIF_LAUNCH(clif_forward_kernel<scalar_t, RESET_SUBTRACT>, blocks_for(N), kThreads, stream, a); break;
+      case RESET_ZERO: CLIF_LAUNCH(clif_forward_kernel<scalar_t, RESET_ZERO>, blocks_for(N), kThreads, stream, a); break;
+      default: CLIF_LAUNCH(clif_forward_kernel<scalar_t, RESET_NONE>, blocks_for(N), kThreads, stream, a); break;
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {o.spk, o.comp, o.mem, o.saved};
 }
@@ -199,17 +215,16 @@ template <typename in_t, int RESET>
 void launch_backward(const BackwardArgs<in_t>& a, int kind, cudaStream_t stream) {
   const unsigned blocks = blocks_for(a.N);
   switch (kind) {
-    case SG_RECTANGLE: clif_backward_kernel<in_t, RESET, SG_RECTANGLE><<<blocks, kThreads, 0, stream>>>(a); break;
-    case SG_ATAN: clif_backward_kernel<in_t, RESET, SG_ATAN><<<blocks, kThreads, 0, stream>>>(a); break;
-    case SG_FAST_SIGMOID: clif_backward_kernel<in_t, RESET, SG_FAST_SIGMOID><<<blocks, kThreads, 0, stream>>>(a); break;
-    case SG_SIGMOID: clif_backward_kernel<in_t, RESET, SG_SIGMOID><<<blocks, kThreads, 0, stream>>>(a); break;
-    case SG_TRIANGULAR: clif_backward_kernel<in_t, RESET, SG_TRIANGULAR><<<blocks, kThreads, 0, stream>>>(a); break;
+    case SG_RECTANGLE: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_RECTANGLE>, blocks, kThreads, stream, a); break;
+    case SG_ATAN: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_ATAN>, blocks, kThreads, stream, a); break;
+    case SG_FAST_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_FAST_SIGMOID>, blocks, kThreads, stream, a); break;
+    case SG_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_SIGMOID>, blocks, kThreads, stream, a); break;
+    case SG_TRIANGULAR: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_TRIANGULAR>, blocks, kThreads, stream, a); break;
     case SG_STRAIGHT_THROUGH:
-      clif_backward_kernel<in_t, RESET, SG_STRAIGHT_THROUGH><<<blocks, kThreads, 0, stream>>>(a);
+      CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_STRAIGHT_THROUGH>, blocks, kThreads, stream, a);
       break;
-    default: clif_backward_kernel<in_t, RESET, SG_DISABLED><<<blocks, kThreads, 0, stream>>>(a); break;
+    default: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_DISABLED>, blocks, kThreads, stream, a); break;
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_backward_cuda(
@@ -264,7 +279,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(snntorch_clif, CUDA, m) {
+// The emulated-CUDA test build registers these host functions for its own twin ops on the CPU.
+#ifndef CLIF_CUDA_LIBRARY
+#define CLIF_CUDA_LIBRARY snntorch_clif
+#define CLIF_CUDA_DISPATCH_KEY CUDA
+#endif
+TORCH_LIBRARY_IMPL(CLIF_CUDA_LIBRARY, CLIF_CUDA_DISPATCH_KEY, m) {
   m.impl("clif_forward", &clif_forward_cuda);
   m.impl("clif_backward", &clif_backward_cuda);
 }

@@ -1,0 +1,107 @@
+"""The CUDA kernels executed on the CPU: build, load and switch in the emulated-CUDA library.
+
+``csrc/cuda/clif_cuda.cu`` is compiled with the host compiler against ``tests/cuda_shim/``
+(CUDA's built-ins and the c10 CUDA headers replaced; every block and thread of a launch run
+in turn, after the launch-configuration checks a GPU makes). The result is a library with the
+ops ``torch.ops.snntorch_clif_emu.clif_forward`` / ``clif_backward`` on CPU tensors, whose
+outputs start as NaN so that an element a kernel never writes shows.
+
+The build is cached under ``build/cuda_emulator/<hash of the sources and flags>/`` and made
+once per change of the kernel sources. ``SNNTORCH_CLIF_EMULATOR_SANITIZE=address`` builds it
+with AddressSanitizer (the process must then preload libasan; see test_cuda_emulated.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+
+import torch
+from torch.utils import cpp_extension
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIM = os.path.join(ROOT, "tests", "cuda_shim")
+CSRC = os.path.join(ROOT, "snntorch_clif", "csrc")
+SOURCE = os.path.join(SHIM, "clif_cuda_emulated.cpp")
+OPS = ("clif_forward", "clif_backward")
+
+
+def _inputs() -> list[str]:
+    files = [SOURCE, os.path.join(CSRC, "cuda", "clif_cuda.cu")]
+    for folder in (SHIM, CSRC):
+        for dirpath, _, names in os.walk(folder):
+            files += [os.path.join(dirpath, n) for n in names if n.endswith((".h", ".cuh"))]
+    return sorted(set(files))
+
+
+def _command(output: str, sanitize: str | None) -> list[str]:
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    flags = [
+        "g++", "-std=c++20", "-shared", "-fPIC", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wno-unused-function",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        "-DCLIF_CUDA_EMULATION", "-DCLIF_POISON_OUTPUTS",
+        "-DCLIF_CUDA_LIBRARY=snntorch_clif_emu", "-DCLIF_CUDA_DISPATCH_KEY=CPU",
+        "-I", os.path.join(SHIM, "include"),  # the c10/cuda stubs come before torch's own headers
+    ]
+    for path in cpp_extension.include_paths():
+        flags += ["-isystem", path]
+    flags += ["-isystem", sysconfig.get_paths()["include"]]
+    if sanitize:
+        flags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer"]
+    flags += [SOURCE, "-o", output, f"-L{torch_lib}", "-lc10", "-ltorch_cpu", "-ltorch", f"-Wl,-rpath,{torch_lib}"]
+    return flags
+
+
+def build(sanitize: str | None = None) -> str:
+    """Compile the emulated library if its sources changed; return the path of the ``.so``."""
+    digest = hashlib.sha256()
+    for path in _inputs():
+        digest.update(path.encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    digest.update(" ".join(_command("out", sanitize)).encode())
+    folder = os.path.join(ROOT, "build", "cuda_emulator", digest.hexdigest()[:16])
+    output = os.path.join(folder, "clif_cuda_emulated.so")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "w") as lock:  # one build at a time (pytest-xdist)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(output):
+            result = subprocess.run(_command(output + ".tmp", sanitize), capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"building the emulated CUDA kernels failed:\n{result.stderr[-6000:]}")
+            os.replace(output + ".tmp", output)
+    return output
+
+
+_loaded: str | None = None
+
+
+def load() -> None:
+    """Build (if needed) and load the emulated library: defines ``torch.ops.snntorch_clif_emu``."""
+    global _loaded
+    if _loaded is None:
+        path = build(os.environ.get("SNNTORCH_CLIF_EMULATOR_SANITIZE") or None)
+        torch.ops.load_library(path)
+        _loaded = path
+
+
+@contextlib.contextmanager
+def emulated_cuda_kernels() -> Iterator[None]:
+    """Within the block, the CPU kernels of ``snntorch_clif``'s ops are the emulated CUDA ones.
+
+    Everything above the kernels (ops.py's autograd and fake kernels, functional, the module)
+    then runs unchanged on the CUDA source. Leaving the block restores the CPU kernels.
+    """
+    load()
+    library = torch.library.Library("snntorch_clif", "IMPL")
+    try:
+        for name in OPS:
+            library.impl(name, getattr(torch.ops.snntorch_clif_emu, name).default, "CPU")
+        yield
+    finally:
+        library._destroy()

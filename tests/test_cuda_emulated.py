@@ -1,0 +1,200 @@
+"""The CUDA kernel source (csrc/cuda/clif_cuda.cu) executed on the CPU, against the CPU kernel.
+
+tests/cuda_emulator.py compiles the .cu with the host compiler against tests/cuda_shim/ and
+runs every block and thread of each launch. Both kernels share csrc/clif_math.h and neither
+contracts multiply-adds, so every output must agree bit for bit; what differs between them is
+indexing, layout, launch configuration and the handling of optional arguments, which is what
+these tests exist to catch. Emulated outputs start as NaN: an element never written shows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import cuda_emulator
+import pytest
+import torch
+
+from snntorch_clif import ops
+
+pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"fused kernels not built: {ops.LOAD_ERROR}")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+RESETS = {"subtract": 0, "zero": 1, "none": 2}
+TS = [0, 1, 2, 7, 64]
+NS = [0, 1, 255, 256, 257, 1000]  # around the CUDA kernel's 256-thread blocks
+SURROGATES = [(0, 1.0), (1, 2.0), (2, 25.0), (3, 5.0), (4, 1.0), (5, 1.0), (6, 1.0)]  # (id, parameter)
+BITS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _emulator() -> None:
+    cuda_emulator.load()
+
+
+def same_bits(got: torch.Tensor, want: torch.Tensor) -> bool:
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return False
+    return torch.equal(got.view(BITS[got.dtype]), want.view(BITS[want.dtype]))
+
+
+OPTIONS = {  # drawn per case; test_sweep_covers_every_pair_of_options checks the coverage
+    "per_neuron": 8,  # bit k: beta, threshold, gsf per-neuron ([N]) or one value ([1])
+    "grad_comp": 3,  # absent, [N] (final state), [T, N] (sequence)
+    "grad_mem": 3,
+    "pass_mem0": 2,  # the backward's mem0 is optional (u_{-1} = 0 without it)
+    "param_grads": 2,
+    "return_sequences": 2,
+}
+
+
+def case_options(i: int) -> dict[str, int]:
+    g = torch.Generator().manual_seed(i)
+    return {name: int(torch.randint(count, (), generator=g)) for name, count in OPTIONS.items()}
+
+
+def make_case(i: int, T: int, N: int, dtype: torch.dtype) -> dict:
+    """Case ``i`` of a sweep: data, and which parameters are per-neuron, which gradients come in."""
+    o = case_options(i)
+    g = torch.Generator().manual_seed(1000 + i)
+
+    def rand(*size: int, lo: float = 0.0, hi: float = 1.0, dt: torch.dtype = dtype) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(size, generator=g)).to(dt)
+
+    def count(k: int) -> int:
+        return N if (o["per_neuron"] >> k) & 1 else 1
+
+    x = (torch.randn(T, N, generator=g) * 1.5 + 0.4).to(dtype)
+    params = [
+        rand(count(0), lo=0.1, hi=0.95, dt=torch.float32),
+        rand(count(1), lo=0.5, hi=1.5, dt=torch.float32),
+        rand(count(2), lo=0.5, hi=1.5, dt=torch.float32),
+    ]
+
+    def grad(kind: int) -> torch.Tensor | None:
+        shape = [None, (N,), (T, N)][kind]
+        return None if shape is None else torch.randn(shape, generator=g).to(dtype)
+
+    return {
+        "x": x, "comp0": rand(N, hi=2.0), "mem0": rand(N, lo=-1.0, hi=1.0), "params": params,
+        "return_sequences": bool(o["return_sequences"]),
+        "grad_spk": torch.randn(T, N, generator=g).to(dtype),
+        "grad_comp": grad(o["grad_comp"]), "grad_mem": grad(o["grad_mem"]),
+        "pass_mem0": bool(o["pass_mem0"]), "param_grads": bool(o["param_grads"]),
+    }
+
+
+def run_ops(namespace: str, case: dict, reset: int, surrogate: tuple[int, float]) -> list[torch.Tensor]:
+    """Forward with save, then backward, through ``torch.ops.<namespace>``; every output."""
+    lib = getattr(torch.ops, namespace)
+    kind, param = surrogate
+    spk, comp, mem, saved = lib.clif_forward(
+        case["x"], case["comp0"], case["mem0"], *case["params"], reset, kind, param, case["return_sequences"], True
+    )
+    grads = lib.clif_backward(
+        case["grad_spk"], case["grad_comp"], case["grad_mem"], saved,
+        case["mem0"] if case["pass_mem0"] else None, *case["params"], reset, kind, param, case["param_grads"],
+    )
+    # `saved` is each backend's private buffer: the backward's results check what it holds
+    return [spk, comp, mem, *grads]
+
+
+NAMES = ["spk", "comp", "mem", "grad_x", "grad_comp0", "grad_mem0", "grad_beta", "grad_threshold", "grad_gsf"]
+
+
+@pytest.mark.parametrize("reset", list(RESETS))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_emulated_cuda_equals_cpu_kernel_bit_for_bit(dtype: torch.dtype, reset: str) -> None:
+    # Every T x N x surrogate; each case draws its parameter mix, state-gradient shapes,
+    # optional mem0, return_sequences and param_grads (see OPTIONS).
+    failures = []
+    for i, (T, N, surrogate) in enumerate(itertools.product(TS, NS, SURROGATES)):
+        case = make_case(i, T, N, dtype)
+        want = run_ops("snntorch_clif", case, RESETS[reset], surrogate)
+        got = run_ops("snntorch_clif_emu", case, RESETS[reset], surrogate)
+        for name, a, b in zip(NAMES, got, want):
+            if not same_bits(a, b):
+                failures.append(f"case {i} (T={T}, N={N}, surrogate {surrogate}): {name}")
+    assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
+
+
+def test_sweep_covers_every_pair_of_options() -> None:
+    # Within each (dtype, reset), the 210 cases meet every value pair of any two options.
+    cases = [case_options(i) for i in range(len(TS) * len(NS) * len(SURROGATES))]
+    for a, b in itertools.combinations(OPTIONS, 2):
+        pairs = {(c[a], c[b]) for c in cases}
+        assert len(pairs) == OPTIONS[a] * OPTIONS[b], (a, b)
+
+
+@pytest.mark.parametrize(
+    ("grid", "block"), [([1, 1, 1], [1, 1, 1]), ([3, 1, 1], [256, 1, 1]), ([2, 3, 2], [4, 2, 3])]
+)
+def test_launch_runs_every_thread_once(grid: list[int], block: list[int]) -> None:
+    marks = torch.ops.snntorch_clif_emu.launch_self_test(grid, block)
+    assert marks.numel() == torch.tensor(grid).prod() * torch.tensor(block).prod()
+    assert bool((marks == 1).all())
+
+
+@pytest.mark.parametrize(
+    ("grid", "block", "message"),
+    [
+        ([0, 1, 1], [256, 1, 1], "zero blocks"),
+        ([1, 1, 1], [1025, 1, 1], "block of"),
+        ([1, 1, 1], [1, 1, 65], "block of"),
+        ([1, 65536, 1], [1, 1, 1], "exceeds the limits"),
+        ([1, 1, 1], [0, 1, 1], "block of"),
+    ],
+)
+def test_launch_rejects_what_a_gpu_rejects(grid: list[int], block: list[int], message: str) -> None:
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.snntorch_clif_emu.launch_self_test(grid, block)
+
+
+def test_switch_routes_the_ops_to_the_emulated_kernels() -> None:
+    # The CUDA kernel refuses float64 and the CPU kernel takes it: the switch is really in place
+    # inside the block, and gone after it.
+    x = torch.rand(3, 4, dtype=torch.float64)
+    z = torch.zeros(4, dtype=torch.float64)
+    one = torch.ones(1, dtype=torch.float64)
+    args = (x, z, z, one * 0.5, one, one, 0, 0, 1.0, False, False)
+    with cuda_emulator.emulated_cuda_kernels(), pytest.raises(RuntimeError, match="the CUDA kernel takes"):
+        torch.ops.snntorch_clif.clif_forward(*args)
+    torch.ops.snntorch_clif.clif_forward(*args)
+
+
+ASAN_SCRIPT = """
+import sys, itertools, torch
+sys.path.insert(0, sys.argv[1])
+import test_cuda_emulated as t
+t.cuda_emulator.load()
+count = 0
+for dtype, reset in itertools.product([torch.float32, torch.bfloat16], t.RESETS.values()):
+    for i, (T, N, sg) in enumerate(itertools.product([0, 1, 7], [0, 1, 255, 257], t.SURROGATES)):
+        t.run_ops("snntorch_clif_emu", t.make_case(i, T, N, dtype), reset, sg)
+        count += 1
+print("ran", count)
+"""
+
+
+def _libasan() -> str | None:
+    path = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_libasan() is None, reason="g++ has no libasan")
+def test_emulated_kernels_under_address_sanitizer() -> None:
+    # Out-of-bounds reads that happen to give equal numbers pass the bit-for-bit test; ASan
+    # stops at the first one (heap buffers of the ops' tensors are instrumented too).
+    env = dict(
+        os.environ, LD_PRELOAD=_libasan(), SNNTORCH_CLIF_EMULATOR_SANITIZE="address",
+        ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", ASAN_SCRIPT, os.path.dirname(__file__)], env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0 and "ran 504" in result.stdout, result.stderr[-4000:]
