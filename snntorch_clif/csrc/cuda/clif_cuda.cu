@@ -70,6 +70,10 @@ struct ForwardArgs {
   float* __restrict__ saved;  // nullptr: nothing saved
 };
 
+// Rows are reached through a running offset (one add per step, no 64-bit index products), and
+// each step's loads for the next step are issued before its own arithmetic and stores, so
+// their latency overlaps it (the compiler may not move a load above a store it cannot prove
+// apart). The arithmetic and its order are clif_math.h's, exactly as in the CPU kernel.
 template <typename in_t, int RESET>
 __global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArgs<in_t> a) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -80,15 +84,18 @@ __global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArg
   const float gsf = a.gsf[n * a.gsf_stride];
   float u = static_cast<float>(a.mem0[n]);
   float m = static_cast<float>(a.comp0[n]);
-  if (a.saved) a.saved[T * N + n] = m;  // m_{-1}
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t off = t * N + n;
+  float* const m_saved = a.saved ? a.saved + T * N : nullptr;  // row 0: m_{-1}; row 1 + t: m_t
+  if (m_saved) m_saved[n] = m;
+  float x_next = T > 0 ? static_cast<float>(a.x[n]) : 0.f;
+  for (int64_t t = 0, off = n; t < T; ++t, off += N) {
+    const float x = x_next;
+    if (t + 1 < T) x_next = static_cast<float>(a.x[off + N]);
     float h, s;
-    clif_forward_step<float, RESET>(static_cast<float>(a.x[off]), beta, theta, u, m, h, s);
+    clif_forward_step<float, RESET>(x, beta, theta, u, m, h, s);
     a.spk[off] = static_cast<in_t>(s * gsf);
-    if (a.saved) {
+    if (m_saved) {
       a.saved[off] = h;
-      a.saved[(T + 1 + t) * N + n] = m;
+      m_saved[off + N] = m;
     }
     if (a.return_sequences) {
       a.comp[off] = static_cast<in_t>(m);
@@ -123,6 +130,21 @@ struct BackwardArgs {
   float* __restrict__ dgsf;
 };
 
+// The inputs of one backward step t that come from memory.
+struct BackwardLoads {
+  float m_prev;  // m_{t-1}
+  float dspk, du, dm;  // incoming gradients of s_t, u_t, m_t (0 where absent)
+};
+
+template <typename in_t>
+__device__ __forceinline__ BackwardLoads load_backward_step(const BackwardArgs<in_t>& a, const float* m_saved,
+                                                            int64_t off) {
+  return {m_saved[off], static_cast<float>(a.gspk[off]), a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f,
+          a.gcomp_seq ? static_cast<float>(a.gcomp[off]) : 0.f};
+}
+
+// Reverse loop over the saved rows (see the forward's note on offsets and loads ahead);
+// h_{t-1}, read for step t's u_{t-1}, stays in a register as the next step's h.
 template <typename in_t, int RESET, int KIND>
 __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardArgs<in_t> a) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -134,29 +156,40 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
   float GU = (a.gmem && !a.gmem_seq) ? static_cast<float>(a.gmem[n]) : 0.f;
   float GM = (a.gcomp && !a.gcomp_seq) ? static_cast<float>(a.gcomp[n]) : 0.f;
   ParamGrads<float> pg{0.f, 0.f, 0.f};
-  float b = T > 0 ? clif_sigmoid(a.saved[2 * T * N + n]) : 0.f;  // sigma(m_{T-1})
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t off = t * N + n;
-    const float h = a.saved[off];
-    const float m_prev = a.saved[(T + t) * N + n];
-    float b_prev = 0.f, u_prev;
-    if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
-      const float h_prev = a.saved[off - N];
-      if (RESET == RESET_NONE) {
-        u_prev = h_prev;
-      } else {
-        b_prev = clif_sigmoid(m_prev);
-        u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+  const float* const m_saved = a.saved + T * N;  // row t: m_{t-1}
+  if (T > 0) {
+    int64_t off = (T - 1) * N + n;
+    float h = a.saved[off];
+    // sigma(m_{T-1}); the "none" reset never reads sigma(m)
+    float b = RESET == RESET_NONE ? 0.f : clif_sigmoid(m_saved[off + N]);
+    BackwardLoads in = load_backward_step(a, m_saved, off);
+    for (int64_t t = T - 1;; --t) {
+      float h_prev = 0.f;
+      BackwardLoads next{0.f, 0.f, 0.f, 0.f};
+      if (t > 0) {  // step t-1's inputs, ahead of this step's work
+        h_prev = a.saved[off - N];
+        next = load_backward_step(a, m_saved, off - N);
       }
-    } else {
-      u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+      float b_prev = 0.f, u_prev;
+      if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
+        if (RESET == RESET_NONE) {
+          u_prev = h_prev;
+        } else {
+          b_prev = clif_sigmoid(in.m_prev);
+          u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+        }
+      } else {
+        u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+      }
+      const float gh = clif_backward_step<float, RESET, KIND>(h, in.m_prev, b, u_prev, beta, theta, gsf, a.sc,
+                                                              in.dspk, in.du, in.dm, GU, GM, pg);
+      a.dx[off] = static_cast<in_t>(gh);
+      if (t == 0) break;
+      h = h_prev;
+      b = b_prev;
+      in = next;
+      off -= N;
     }
-    const float du = a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f;
-    const float dm = a.gcomp_seq ? static_cast<float>(a.gcomp[off]) : 0.f;
-    const float gh = clif_backward_step<float, RESET, KIND>(h, m_prev, b, u_prev, beta, theta, gsf, a.sc,
-                                                            static_cast<float>(a.gspk[off]), du, dm, GU, GM, pg);
-    a.dx[off] = static_cast<in_t>(gh);
-    b = b_prev;
   }
   a.dcomp0[n] = static_cast<in_t>(GM);
   a.dmem0[n] = static_cast<in_t>(GU);
