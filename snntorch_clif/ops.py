@@ -259,9 +259,10 @@ def clif_sequence_fused(
 
     Same contract as :func:`snntorch_clif.reference.clif_sequence_reference` (without
     ``inhibition`` / ``state_quant``): ``comp``, ``mem`` shaped ``x_seq.shape[1:]``,
-    ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it, all in ``x_seq``'s dtype
-    and device; ``spike_grad`` a :class:`~snntorch_clif.surrogate.Surrogate`. Fires when
-    :math:`h_t - \theta \ge 0`.
+    ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it (the states in ``x_seq``'s
+    dtype, all on its device; parameters in any float dtype, used and differentiated in
+    float32, float64 for float64 inputs); ``spike_grad`` a
+    :class:`~snntorch_clif.surrogate.Surrogate`. Fires when :math:`h_t - \theta \ge 0`.
 
     Example::
 
