@@ -169,9 +169,9 @@ _cuda_device_problems: dict[int, Optional[str]] = {}
 def _cuda_device_problem(device: torch.device) -> Optional[str]:
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in _cuda_device_problems:
-        try:
-            capability = torch.cuda.get_device_capability(index)
-            name = torch.cuda.get_device_name(index)
+        try:  # get_device_properties: torch.compile folds it to a constant
+            props = torch.cuda.get_device_properties(index)
+            capability, name = (props.major, props.minor), props.name
         except Exception as exc:  # noqa: BLE001 - never crash on a query; the op reports real errors
             _cuda_device_problems[index] = None
             warnings.warn(f"snntorch_clif: could not read CUDA device {index}'s capability ({exc})",

@@ -101,6 +101,11 @@ def test_cuda_arch_problem_names_gpu_archs_and_command() -> None:
         assert part in problem
 
 
+def fake_gpu(capability: tuple[int, int], name: str = "Tesla T4") -> types.SimpleNamespace:
+    """What torch.cuda.get_device_properties returns, as far as backends reads it."""
+    return types.SimpleNamespace(major=capability[0], minor=capability[1], name=name)
+
+
 @pytest.fixture
 def simulated_t4(monkeypatch: pytest.MonkeyPatch) -> None:
     """A visible Tesla T4 and a library with a CUDA kernel built for 8.0 and 9.0+PTX."""
@@ -110,8 +115,7 @@ def simulated_t4(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: T4)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=None: fake_gpu(T4))
     monkeypatch.setattr(backends, "_cuda_device_problems", {})
     monkeypatch.setattr(backends, "_warned", set())
 
@@ -135,7 +139,7 @@ def test_backends_reports_an_unsupported_gpu(simulated_t4: None) -> None:
 
 
 def test_supported_gpu_is_fused(simulated_t4: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: A10)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=None: fake_gpu(A10, "NVIDIA A10"))
     x = types.SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
     assert backends.fused_unsupported_reason(x, sg.ATan(), False, None) is None
     assert snntorch_clif.backends().devices["cuda"] == "fused"
