@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1
 # Changes to these need a reinstall (the C++/CUDA extension is compiled at install time).
-BUILD_INPUTS := setup.py setup.cfg pyproject.toml snntorch_clif/build.py $(shell find snntorch_clif/csrc -type f 2>/dev/null)
+BUILD_INPUTS := setup.py setup.cfg pyproject.toml snntorch_clif/_build.py $(shell find snntorch_clif/csrc -type f 2>/dev/null)
 # Two installs, one stamp each, so each target gets the build it needs (the newer one wins):
 # - LOCAL_STAMP (make demo, make install): what runs on this machine. The CUDA kernel is built
 #   only when a GPU is visible (for that GPU); a first `make demo` on a laptop does not wait for

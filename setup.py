@@ -22,7 +22,7 @@ A failed build is fatal when the CUDA build was forced; otherwise it leaves a lo
 warning and a package that runs on the (slower) reference path.
 
 What a build shares with ``python -m snntorch_clif.build`` (sources, flags, the arch list)
-lives in ``snntorch_clif/build.py``, loaded here by path. The build writes
+lives in ``snntorch_clif/_build.py``, loaded here by path. The build writes
 ``snntorch_clif/_build_info.py`` (the torch it compiled against; gitignored), which the
 package names when its library does not load.
 """
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _load_build_module():  # noqa: ANN202 - the package cannot be imported before it is built
-    spec = importlib.util.spec_from_file_location("_snntorch_clif_build", ROOT / "snntorch_clif" / "build.py")
+    spec = importlib.util.spec_from_file_location("_snntorch_clif_build", ROOT / "snntorch_clif" / "_build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -40,7 +40,7 @@ from typing import Callable, Optional
 import torch
 
 from . import ops
-from .build import REBUILD_COMMAND, arch_runs_on, parse_arch_list
+from ._build import REBUILD_COMMAND, arch_runs_on, parse_arch_list
 from .surrogate import Surrogate
 
 __all__ = [

@@ -52,7 +52,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from . import build as _build
+from . import _build
 from .surrogate import Surrogate
 
 __all__ = [

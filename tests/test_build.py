@@ -1,4 +1,4 @@
-"""Building and loading the kernels (snntorch_clif/build.py, the loading in snntorch_clif/ops.py,
+"""Building and loading the kernels (snntorch_clif/build.py and _build.py, the loading in snntorch_clif/ops.py,
 the GPU check in snntorch_clif/backends.py): CUDA architectures against simulated GPUs, a
 library built for another torch, and the rebuild command. No GPU is needed."""
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import snntorch_clif
-from snntorch_clif import backends, build, ops
+from snntorch_clif import _build, backends, build, ops
 from snntorch_clif import surrogate as sg
 
 OLD_DEFAULT = "8.0;9.0+PTX"  # before issue 9: no T4
@@ -88,7 +88,7 @@ def test_resolve_cuda_arch_list(env, capabilities, max_supported, expected) -> N
 
 
 def test_arch_macro_value_has_no_semicolons() -> None:
-    assert build.arch_macro_value("7.5;8.0 9.0+PTX") == "7.5,8.0,9.0+PTX"
+    assert _build.arch_macro_value("7.5;8.0 9.0+PTX") == "7.5,8.0,9.0+PTX"
 
 
 # --- an unsupported GPU at run time ------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_supported_gpu_is_fused(simulated_t4: None, monkeypatch: pytest.MonkeyPa
 
 # --- the build record and the rebuild cache ------------------------------------------------------
 def test_build_info_round_trips() -> None:
-    text = build.build_info_text("2.3.0+cu121", "12.1", True, True, "7.5;9.0+PTX")
+    text = _build.build_info_text("2.3.0+cu121", "12.1", True, True, "7.5;9.0+PTX")
     fields: dict = {}
     exec(text, fields)  # noqa: S102 - our own generated file
     assert (fields["TORCH_VERSION"], fields["COMPILED"], fields["WITH_CUDA"], fields["CUDA_ARCHS"]) == (
@@ -165,12 +165,12 @@ def test_cache_is_keyed_by_torch_and_sources(tmp_path: Path, monkeypatch: pytest
     assert build.cached_library("2.3.0") == build.cache_dir("2.3.0") / "_C.so"
     # other kernel sources: another key, so a library built from old sources is never loaded
     csrc = tmp_path / "csrc"
-    shutil.copytree(build.CSRC, csrc)
-    before = build.sources_digest(csrc)
-    assert before == build.sources_digest(build.CSRC)
+    shutil.copytree(_build.CSRC, csrc)
+    before = _build.sources_digest(csrc)
+    assert before == _build.sources_digest(_build.CSRC)
     with open(csrc / "register.cpp", "a") as f:
         f.write("\n// changed\n")
-    assert build.sources_digest(csrc) != before
+    assert _build.sources_digest(csrc) != before
 
 
 def test_csrc_ships_with_the_package() -> None:
@@ -179,7 +179,7 @@ def test_csrc_ships_with_the_package() -> None:
     assert "[options.package_data]" in config
     for pattern in ("csrc/*.h", "csrc/*.cpp", "csrc/*/*.cpp", "csrc/*/*.cu"):
         assert pattern in config
-    for source in build.source_files(with_cuda=True):
+    for source in _build.source_files(with_cuda=True):
         assert Path(source).is_file()
 
 
@@ -190,7 +190,7 @@ def _package_copy(root: Path, built_for: str) -> Path:
     shutil.copytree(Path(snntorch_clif.__file__).parent, package,
                     ignore=shutil.ignore_patterns("*.so", "__pycache__", "_build_info.py"))
     (package / f"_C{sysconfig.get_config_var('EXT_SUFFIX')}").write_bytes(b"not a shared library")
-    (package / "_build_info.py").write_text(build.build_info_text(built_for, "12.1", True, False, ""))
+    (package / "_build_info.py").write_text(_build.build_info_text(built_for, "12.1", True, False, ""))
     return root
 
 
