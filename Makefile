@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (every test).
 # Each creates the virtual environment and installs what it needs when missing.
+# `make gpu-check`: on a GPU machine, build for that GPU, run the CUDA tests and the GPU benchmark.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 # pip warns about every package missing from the local extra indexes: keep its output readable.
@@ -8,30 +9,62 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1
-# Build the CUDA kernels too (nvcc and torch's CUDA build are on our machines; no GPU is
-# needed to compile) and fail loudly if they do not build. SNNTORCH_CLIF_CUDA=0 make ... skips them.
-export SNNTORCH_CLIF_CUDA ?= 1
 # Changes to these need a reinstall (the C++/CUDA extension is compiled at install time).
-BUILD_INPUTS := setup.py setup.cfg pyproject.toml $(shell find snntorch_clif/csrc -type f 2>/dev/null)
-STAMP := $(VENV)/.snntorch-clif-installed
+BUILD_INPUTS := setup.py setup.cfg pyproject.toml snntorch_clif/_build.py $(shell find snntorch_clif/csrc -type f 2>/dev/null)
+# Two installs, one stamp each, so each target gets the build it needs (the newer one wins):
+# - LOCAL_STAMP (make demo, make install): what runs on this machine. The CUDA kernel is built
+#   only when a GPU is visible (for that GPU); a first `make demo` on a laptop does not wait for
+#   CUDA code it cannot run. SNNTORCH_CLIF_CUDA=0/1 in the environment overrides.
+# - CUDA_STAMP (make test): the CPU and the CUDA kernels for every default architecture, and
+#   fail loudly if they do not build (nvcc and torch's CUDA build are on our machines; no GPU is
+#   needed to compile). SNNTORCH_CLIF_CUDA=0 make test skips them. It serves `make demo` too.
+LOCAL_STAMP := $(VENV)/.snntorch-clif-installed
+CUDA_STAMP := $(VENV)/.snntorch-clif-installed-cuda
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint gpu-check
 
-$(STAMP): $(BUILD_INPUTS)
+# $(1): the SNNTORCH_CLIF_CUDA value for the package build (shell text)
+define install_package
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja $(QUIET_PIP)
-	$(PIP) install -q --no-build-isolation -e ".[demo,test,docs]" $(QUIET_PIP)
+	SNNTORCH_CLIF_CUDA=$(1) $(PIP) install -q --no-build-isolation -e ".[demo,test,docs]" $(QUIET_PIP)
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null; } || echo "note: no chromium; the docs browser test will skip"
+endef
+
+$(LOCAL_STAMP): $(BUILD_INPUTS)
+	$(call install_package,$${SNNTORCH_CLIF_CUDA:-$$(test -x $(PY) && $(PY) -c 'import torch; print("auto" if torch.cuda.is_available() else 0)' 2>/dev/null || echo 0)})
+	rm -f $(CUDA_STAMP)
 	touch $@
 
-install: $(STAMP)
+$(CUDA_STAMP): $(BUILD_INPUTS)
+	$(call install_package,$${SNNTORCH_CLIF_CUDA:-1})
+	touch $@ $(LOCAL_STAMP)
 
-demo: $(STAMP)
+install: $(LOCAL_STAMP)
+
+demo: $(LOCAL_STAMP)
 	$(PY) -m snntorch_clif.demo $(ARGS)
 
-lint: $(STAMP)
+lint: $(CUDA_STAMP)
 	$(PY) -m ruff check .
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# On a GPU machine with PyTorch (CUDA build), nvcc and pytest, and no package index: build the
+# kernels in place for the visible GPU, run every CUDA test, run the GPU benchmark (JSON into
+# benchmarks/results/). snnTorch, when missing, is installed from a wheel in .whl/ (--no-index).
+# Uses GPU_PYTHON as it is: no virtual environment, nothing downloaded.
+GPU_PYTHON ?= python3
+GPU_TESTS = $(sort $(wildcard tests/test_cuda*.py) $(shell grep -l 'mark.cuda' tests/test_*.py))
+gpu-check:
+	@$(GPU_PYTHON) -c 'import torch, sys; torch.cuda.is_available() or sys.exit("make gpu-check: no CUDA GPU is visible to torch " + torch.__version__ + " (" + sys.executable + ")")'
+	$(GPU_PYTHON) -c 'import snntorch' 2>/dev/null || $(GPU_PYTHON) -m pip install --no-index --no-deps --no-build-isolation .whl/*.whl
+	arch=$$($(GPU_PYTHON) -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())') && \
+		echo "make gpu-check: building for compute capability $$arch" && \
+		SNNTORCH_CLIF_CUDA=1 TORCH_CUDA_ARCH_LIST="$$arch" $(GPU_PYTHON) setup.py -q build_ext --inplace
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -c 'import snntorch_clif as s; r = s.backends(); print(r); assert r.devices["cuda"] == "fused", r'
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest -p no:cacheprovider -q -m cuda $(GPU_TESTS)
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest -p no:cacheprovider -q $(wildcard tests/test_cuda*.py) tests/test_build.py tests/test_bench_gpu.py
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)

@@ -12,72 +12,58 @@ Environment switches (read at build time):
 ``SNNTORCH_CLIF_BUILD``
     ``0``: compile nothing (pure Python; the package runs on its reference path).
 ``TORCH_CUDA_ARCH_LIST``
-    the GPU targets; when unset and no GPU is visible, ``8.0;9.0+PTX`` (A100, H100, and
-    PTX that newer GPUs compile at load time).
+    the GPU targets; when unset, those of the visible GPUs, or with none visible
+    ``7.5;8.0;8.6;8.9;9.0+PTX`` (T4, A100, A10/RTX 30xx, L4/RTX 40xx, H100, and PTX that newer
+    GPUs compile at load time).
 ``CUDA_HOME``
     the toolkit; when unset, ``/usr/local/cuda`` or the one ``nvcc`` on PATH runs.
 
 A failed build is fatal when the CUDA build was forced; otherwise it leaves a loud
 warning and a package that runs on the (slower) reference path.
+
+What a build shares with ``python -m snntorch_clif.build`` (sources, flags, the arch list)
+lives in ``snntorch_clif/_build.py``, loaded here by path. The build writes
+``snntorch_clif/_build_info.py`` (the torch it compiled against; gitignored), which the
+package names when its library does not load.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import re
-import shutil
-import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 from setuptools import setup
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join("snntorch_clif", "csrc")
+ROOT = Path(__file__).resolve().parent
 
 
-def _env_switch(name: str) -> str:
-    value = os.environ.get(name, "auto").strip().lower()
-    if value in ("", "auto"):
-        return "auto"
-    if value in ("1", "true", "yes", "on"):
-        return "on"
-    if value in ("0", "false", "no", "off"):
-        return "off"
-    raise SystemExit(f"{name} must be 1, 0 or auto, got {os.environ[name]!r}")
+def _load_build_module():  # noqa: ANN202 - the package cannot be imported before it is built
+    spec = importlib.util.spec_from_file_location("_snntorch_clif_build", ROOT / "snntorch_clif" / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _find_cuda_home() -> str | None:
-    """The CUDA toolkit root, resolved through wrapper scripts like /usr/local/bin/nvcc."""
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            return os.environ[var]
-    if os.path.exists("/usr/local/cuda/bin/nvcc"):
-        return "/usr/local/cuda"
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        return None
-    try:  # `nvcc --version` does not print its path; ask the compiler driver where it lives
-        out = subprocess.run([nvcc, "-dryrun", "--version"], capture_output=True, text=True, timeout=30)
-        match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
-        if match:
-            return os.path.normpath(match.group(1))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+build = _load_build_module()
 
 
 def _extensions() -> tuple[list, dict]:
-    if _env_switch("SNNTORCH_CLIF_BUILD") == "off":
-        return [], {}
-    cuda_switch = _env_switch("SNNTORCH_CLIF_CUDA")
-    cuda_home = _find_cuda_home() if cuda_switch != "off" else None
+    build_switch = build.env_switch("SNNTORCH_CLIF_BUILD")
+    cuda_switch = build.env_switch("SNNTORCH_CLIF_CUDA")
+    cuda_home = build.find_cuda_home() if cuda_switch != "off" and build_switch != "off" else None
     if cuda_home:
         # torch.utils.cpp_extension reads CUDA_HOME once, at import.
         os.environ["CUDA_HOME"] = cuda_home
     import torch
     from torch.utils import cpp_extension
 
+    if build_switch == "off":
+        build.write_build_info(build.BUILD_INFO_FILE, torch_version=torch.__version__, torch_cuda=torch.version.cuda,
+                               compiled=False, with_cuda=False, cuda_archs="")
+        return [], {}
     has_nvcc = bool(cuda_home) and os.path.exists(os.path.join(cuda_home, "bin", "nvcc"))
     with_cuda = cuda_switch == "on" or (cuda_switch == "auto" and has_nvcc and torch.version.cuda is not None)
     if cuda_switch == "on" and not (has_nvcc and torch.version.cuda is not None):
@@ -86,27 +72,28 @@ def _extensions() -> tuple[list, dict]:
             f"{torch.__version__} is not a CUDA build"
         )
 
-    sources = [os.path.join(CSRC, "register.cpp"), os.path.join(CSRC, "cpu", "clif_cpu.cpp")]
-    # -ffp-contract=off: no fused multiply-adds beyond the explicit ones, so every ISA
-    # variant (and the GPU, with --fmad=false) computes bit-identical results.
-    cxx = ["-O3", "-fopenmp", "-ffp-contract=off"]
+    sources = [os.path.relpath(s, ROOT) for s in build.source_files(with_cuda)]
+    cxx = list(build.CXX_FLAGS)
     macros: list[tuple[str, str | None]] = []
-    kwargs: dict = {"extra_link_args": ["-fopenmp"]}
+    kwargs: dict = {"extra_link_args": list(build.LINK_FLAGS)}
+    arch_list = ""
     if with_cuda:
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
-        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "native")
-        sources.append(os.path.join(CSRC, "cuda", "clif_cuda.cu"))
-        macros.append(("SNNTORCH_CLIF_WITH_CUDA", None))
+        arch_list = build._device_arch_list()
+        # Set it explicitly so torch compiles exactly the list the library records.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
+        macros.append((build.CUDA_MACRO, None))
         # Only register.cpp reads the list, so only the C++ compiler gets it (nvcc would split
         # a -D value at its commas); ';' would end the command in a shell, so ',' instead.
-        cxx.append("-DSNNTORCH_CLIF_CUDA_ARCHS=" + arch_list.replace(";", ",").replace(" ", ","))
-        kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": ["-O3", "--fmad=false", "-lineinfo"]}
+        cxx.append("-DSNNTORCH_CLIF_CUDA_ARCHS=" + build.arch_macro_value(arch_list))
+        kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": list(build.NVCC_FLAGS)}
         ext = cpp_extension.CUDAExtension("snntorch_clif._C", sources, define_macros=macros, **kwargs)
     else:
         kwargs["extra_compile_args"] = {"cxx": cxx}
         ext = cpp_extension.CppExtension("snntorch_clif._C", sources, define_macros=macros, **kwargs)
-    print(f"snntorch-clif: building the CPU kernel{' and the CUDA kernel' if with_cuda else ''}", file=sys.stderr)
+    what = f" and the CUDA kernel ({arch_list})" if with_cuda else ""
+    print(f"snntorch-clif: building the CPU kernel{what} for torch {torch.__version__}", file=sys.stderr)
+    build.write_build_info(build.BUILD_INFO_FILE, torch_version=torch.__version__, torch_cuda=torch.version.cuda,
+                           compiled=True, with_cuda=with_cuda, cuda_archs=arch_list)
 
     class BuildExt(cpp_extension.BuildExtension):
         """Make a failed (unforced) build a warning: the package still works, on its reference path."""
@@ -119,7 +106,7 @@ def _extensions() -> tuple[list, dict]:
                     raise
                 warnings.warn(
                     f"snntorch-clif: could not build the fused kernels ({exc}); the package will run "
-                    "on its pure-PyTorch reference path",
+                    f"on its pure-PyTorch reference path (retry with: {build.REBUILD_COMMAND})",
                     stacklevel=1,
                 )
 

@@ -1,7 +1,8 @@
 """Choose the implementation that runs a step or a sequence.
 
-Arguments arrive checked and converted by :mod:`snntorch_clif.functional` (states and
-parameters are tensors in the input's dtype and device; the surrogate is resolved).
+Arguments arrive checked and converted by :mod:`snntorch_clif.functional` (states are
+tensors in the input's dtype and device, parameters on its device in float32, float64 for
+float64 inputs; the surrogate is resolved).
 The fused op (:mod:`snntorch_clif.ops`) runs when :func:`snntorch_clif.backends.fused_unsupported_reason`
 finds nothing against it; otherwise :mod:`snntorch_clif.reference` does.
 """

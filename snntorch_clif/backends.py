@@ -9,7 +9,8 @@ Call the module itself for a report of what was built and what each device uses:
 
 The fused op runs when the surrogate is a known one (:mod:`snntorch_clif.surrogate`, or
 a snnTorch factory mapped onto one), ``inhibition`` is off, ``state_quant`` is unset, the
-library has a kernel for the input's device and dtype, and the reference is not forced.
+library has a kernel for the input's device and dtype (on a GPU: code for its compute
+capability, see :func:`cuda_arch_problem`), and the reference is not forced.
 Otherwise the reference path runs, and a warning says why, once per reason.
 
 Forcing the reference (for debugging, or to compare): set the environment variable
@@ -39,9 +40,18 @@ from typing import Callable, Optional
 import torch
 
 from . import ops
+from ._build import REBUILD_COMMAND, arch_runs_on, parse_arch_list
 from .surrogate import Surrogate
 
-__all__ = ["BackendReport", "report", "set_backend", "get_backend", "use_reference", "fused_unsupported_reason"]
+__all__ = [
+    "BackendReport",
+    "cuda_arch_problem",
+    "fused_unsupported_reason",
+    "get_backend",
+    "report",
+    "set_backend",
+    "use_reference",
+]
 
 BACKENDS = ("auto", "reference")
 
@@ -122,6 +132,55 @@ def _warn_once(reason: str) -> None:
         )
 
 
+def library_cuda_archs() -> tuple[str, ...]:
+    """The CUDA architectures compiled into the loaded library (``()`` without one)."""
+    if not ops.AVAILABLE:
+        return ()
+    return tuple(a.strip() for a in str(getattr(ops._C, "CUDA_ARCHS", "")).split(",") if a.strip())
+
+
+def cuda_arch_problem(capability: tuple[int, int], archs: tuple[str, ...], gpu_name: str = "this GPU") -> Optional[str]:
+    """Why a library built for ``archs`` cannot run on a GPU of ``capability``, or ``None`` when it can.
+
+    A pure function (the rules are :func:`snntorch_clif.build.arch_runs_on`'s): an empty or
+    unreadable list is trusted (``None``), since nothing says the GPU is missing from it.
+
+    Example::
+
+        >>> from snntorch_clif import backends
+        >>> backends.cuda_arch_problem((8, 6), ("8.0", "9.0+PTX")) is None
+        True
+        >>> print(backends.cuda_arch_problem((7, 5), ("8.0", "9.0+PTX"), "Tesla T4"))  # doctest: +ELLIPSIS
+        Tesla T4 (compute capability 7.5) is not among the CUDA architectures the library was built for (8.0, 9.0+PTX); ...
+    """
+    parsed = parse_arch_list(",".join(archs))
+    if not parsed or arch_runs_on(tuple(capability), parsed):
+        return None
+    return (
+        f"{gpu_name} (compute capability {capability[0]}.{capability[1]}) is not among the CUDA architectures "
+        f"the library was built for ({', '.join(archs)}); build the kernels for it with: {REBUILD_COMMAND}"
+    )
+
+
+# device index -> cuda_arch_problem for it (a GPU's capability does not change while we run)
+_cuda_device_problems: dict[int, Optional[str]] = {}
+
+
+def _cuda_device_problem(device: torch.device) -> Optional[str]:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _cuda_device_problems:
+        try:  # get_device_properties: torch.compile folds it to a constant
+            props = torch.cuda.get_device_properties(index)
+            capability, name = (props.major, props.minor), props.name
+        except Exception as exc:  # noqa: BLE001 - never crash on a query; the op reports real errors
+            _cuda_device_problems[index] = None
+            warnings.warn(f"snntorch_clif: could not read CUDA device {index}'s capability ({exc})",
+                          RuntimeWarning, stacklevel=3)
+        else:
+            _cuda_device_problems[index] = cuda_arch_problem(capability, library_cuda_archs(), name)
+    return _cuda_device_problems[index]
+
+
 def fused_unsupported_reason(
     x: torch.Tensor, spike_grad: object, inhibition: bool, state_quant: Optional[Callable]
 ) -> Optional[str]:
@@ -151,6 +210,8 @@ def fused_unsupported_reason(
         reason = f"no fused kernel was built for device type {x.device.type!r}"
     elif x.dtype == torch.float64 and x.device.type != "cpu":
         reason = f"float64 is fused on the CPU only, not on {x.device.type!r}"
+    elif x.device.type == "cuda" and _cuda_device_problem(x.device) is not None:
+        reason = _cuda_device_problem(x.device)
     else:
         return None
     _warn_once(reason)
@@ -169,11 +230,16 @@ class BackendReport:
     cuda_archs: tuple[str, ...]
     backend: str
     devices: dict[str, str] = field(default_factory=dict)
+    torch_version: str = torch.__version__
+    built_for_torch: Optional[str] = None
+    library_path: Optional[str] = None
 
     def __str__(self) -> str:
         lines = [
             f"snntorch_clif backend: {self.backend}",
             f"  extension loaded: {self.extension_loaded}" + (f" ({self.load_error})" if self.load_error else ""),
+            f"  library: {self.library_path or 'none'} (torch {self.torch_version} running; "
+            f"installed library built for {self.built_for_torch or 'an unrecorded torch'})",
             f"  CPU kernel: {self.cpu_kernel}" + (f" ({self.cpu_isa})" if self.cpu_isa else ""),
             f"  CUDA kernel: {self.cuda_kernel}" + (f" (archs {', '.join(self.cuda_archs)})" if self.cuda_archs else ""),
         ]
@@ -199,11 +265,8 @@ def report() -> BackendReport:
     """
     cpu = ops.has_kernel("cpu")
     cuda = ops.has_kernel("cuda")
-    archs: tuple[str, ...] = ()
-    isa = None
-    if ops.AVAILABLE:
-        archs = tuple(a.strip() for a in str(ops._C.CUDA_ARCHS).split(",") if a.strip())
-        isa = ops._C.cpu_isa()
+    archs = library_cuda_archs()
+    isa = ops._C.cpu_isa() if ops.AVAILABLE else None
 
     def use(device: str, built: bool) -> str:
         if _backend == "reference":
@@ -217,11 +280,18 @@ def report() -> BackendReport:
     devices = {"cpu": use("cpu", cpu)}
     if torch.cuda.is_available():
         devices["cuda"] = use("cuda", cuda)
+        if devices["cuda"] == "fused":
+            count = torch.cuda.device_count()
+            for index in range(count):
+                problem = _cuda_device_problem(torch.device("cuda", index))
+                if problem is not None:  # one GPU: "cuda" says it; several: each one that cannot run it
+                    devices["cuda" if count == 1 else f"cuda:{index}"] = f"reference ({problem})"
     else:
         devices["cuda"] = "fused when a GPU is visible (none is)" if cuda and _backend == "auto" else use("cuda", cuda)
     return BackendReport(
         extension_loaded=ops.AVAILABLE, load_error=ops.LOAD_ERROR, cpu_kernel=cpu, cpu_isa=isa,
         cuda_kernel=cuda, cuda_archs=archs, backend=_backend, devices=devices,
+        built_for_torch=ops.BUILT_FOR_TORCH, library_path=ops.LIBRARY_PATH,
     )
 
 

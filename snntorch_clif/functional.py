@@ -78,11 +78,31 @@ def check_state(state: Optional[Tensor], name: str, like: Tensor, shape: torch.S
     return state
 
 
+def parameter_dtype(input_dtype: torch.dtype) -> torch.dtype:
+    """The dtype parameters are used in for inputs of ``input_dtype``: float64 for float64, else float32.
+
+    Half-precision inputs keep float32 parameters (and float32 gradients, which sum over
+    every neuron and step and would overflow in float16 under a scaled loss), as autocast
+    does for a layer's weights.
+    """
+    return torch.float64 if input_dtype == torch.float64 else torch.float32
+
+
 def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Size) -> Tensor:
-    """``beta``/``threshold``/``graded_spikes_factor`` as a tensor in ``like``'s dtype and device.
+    """``beta``/``threshold``/``graded_spikes_factor`` as a tensor on ``like``'s device, in
+    :func:`parameter_dtype` of ``like``'s dtype (float32 for float16/bfloat16 inputs).
 
     A tensor must broadcast to the neuron shape ``shape`` without changing it.
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif.functional import as_parameter
+        >>> x = torch.zeros(3, dtype=torch.bfloat16)
+        >>> as_parameter(torch.tensor(0.5), "beta", x, x.shape).dtype
+        torch.float32
     """
+    dtype = parameter_dtype(like.dtype)
     if isinstance(value, Tensor):
         try:
             fits = value.dim() <= len(shape) and torch.broadcast_shapes(value.shape, shape) == shape
@@ -92,10 +112,10 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
             raise ValueError(
                 f"{name} of shape {tuple(value.shape)} does not broadcast to the neurons' shape {tuple(shape)}"
             )
-        return value.to(device=like.device, dtype=like.dtype)
+        return value.to(device=like.device, dtype=dtype)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+    return torch.tensor(float(value), dtype=dtype, device=like.device)
 
 
 def _prepare(
@@ -133,7 +153,8 @@ def clif_step(
 
     ``comp`` and ``mem`` are the previous states (``None`` or empty: zeros); ``beta``,
     ``threshold`` and ``graded_spikes_factor`` are floats or tensors broadcastable to
-    ``x.shape``. Returns :class:`CLIFOutput` ``(spk, comp, mem)``, all in ``x``'s dtype.
+    ``x.shape``. Returns :class:`CLIFOutput` ``(spk, comp, mem)``, all in ``x``'s dtype
+    (for float16/bfloat16 ``x`` the parameters and their gradients stay float32).
 
     .. math::
         h = \beta\,\mathrm{mem} + x,\quad s = H(h-\theta),\quad

@@ -24,7 +24,10 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 Most code should call :func:`clif_sequence_fused` / :func:`clif_step_fused` (any neuron
 shape) or, better, :mod:`snntorch_clif.functional`, which picks this path when it
 applies. The import never fails: without the compiled library :data:`AVAILABLE` is
-``False`` and :data:`LOAD_ERROR` says why.
+``False`` and :data:`LOAD_ERROR` says why, naming the torch the library was built for, the
+one running, and the command that rebuilds it (``python -m snntorch_clif.build``, see
+:mod:`snntorch_clif.build`). A library that command built for the running torch and the
+package's kernel sources is loaded in preference to the installed one.
 
 Example::
 
@@ -40,15 +43,22 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from . import _build
 from .surrogate import Surrogate
 
 __all__ = [
     "AVAILABLE",
+    "BUILT_FOR_TORCH",
+    "LIBRARY_PATH",
     "LOAD_ERROR",
     "RESET_IDS",
     "clif_sequence_fused",
@@ -56,16 +66,71 @@ __all__ = [
     "has_kernel",
 ]
 
-try:
-    from . import _C  # loads the library: registers torch.ops.snntorch_clif.*
-except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a broken build
-    _C = None
-    LOAD_ERROR: Optional[str] = f"{type(exc).__name__}: {exc}"
-else:
-    LOAD_ERROR = None
+
+def _built_for_torch() -> Optional[str]:
+    """The torch version ``setup.py`` compiled ``_C`` against (its ``_build_info.py``), if recorded."""
+    try:
+        from . import _build_info
+    except ImportError:
+        return None
+    return getattr(_build_info, "TORCH_VERSION", None) if getattr(_build_info, "COMPILED", True) else None
+
+
+def _load_rebuilt(path: Path) -> ModuleType:
+    """Load the library ``python -m snntorch_clif.build`` compiled, as ``snntorch_clif._C``."""
+    name = f"{__package__}._C"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # registers torch.ops.snntorch_clif.*
+    sys.modules[name] = module
+    return module
+
+
+def _mismatch_error(error: str, built_for: Optional[str]) -> str:
+    """Why the kernels did not load, with the torch versions and the command that fixes it."""
+    if built_for is None:
+        why = f"the torch it was built for is not recorded, and torch {torch.__version__} is running"
+    elif built_for != torch.__version__:
+        why = f"the library was built for torch {built_for}, and torch {torch.__version__} is running"
+    else:
+        why = f"the library was built for this torch ({built_for})"
+    return f"{error}; {why}. Rebuild the kernels for the installed torch with: {_build.REBUILD_COMMAND}"
+
+
+def _load_library() -> tuple[Optional[ModuleType], Optional[str], Optional[str]]:
+    """``(module, error, path)``: the library rebuilt for this torch if there is one, else the installed ``_C``."""
+    # sys.modules[name] = None is Python's way to block an import: honour it (tests use it).
+    blocked = sys.modules.get(f"{__package__}._C", ...) is None
+    error = None
+    rebuilt = None if blocked else _build.cached_library(torch.__version__)
+    if rebuilt is not None:
+        # The user built it for this torch, these sources and (with CUDA) this GPU: it wins.
+        # Only one library per process can register the ops, so the installed one is tried after.
+        try:
+            return _load_rebuilt(rebuilt), None, str(rebuilt)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a broken build
+            error = f"the rebuilt {rebuilt} did not load ({type(exc).__name__}: {exc})"
+    try:
+        from . import _C
+    except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a broken build
+        installed_error = f"{type(exc).__name__}: {exc}"
+        return None, _mismatch_error(installed_error + (f"; {error}" if error else ""), _built_for_torch()), None
+    return _C, None, getattr(_C, "__file__", None)
+
+
+_C, LOAD_ERROR, _library_path = _load_library()
 
 #: Whether the compiled library loaded (the ops exist).
 AVAILABLE: bool = _C is not None
+
+#: The file the kernels were loaded from: the installed ``_C``, or the one
+#: ``python -m snntorch_clif.build`` compiled for this torch; ``None`` when none loaded.
+LIBRARY_PATH: Optional[str] = _library_path
+
+#: The torch version ``setup.py`` compiled the installed library against (``None``: not recorded).
+BUILT_FOR_TORCH: Optional[str] = _built_for_torch()
 
 #: Reset mechanism -> the kernels' id (csrc/clif_math.h).
 RESET_IDS = {"subtract": 0, "zero": 1, "none": 2}
@@ -194,9 +259,10 @@ def clif_sequence_fused(
 
     Same contract as :func:`snntorch_clif.reference.clif_sequence_reference` (without
     ``inhibition`` / ``state_quant``): ``comp``, ``mem`` shaped ``x_seq.shape[1:]``,
-    ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it, all in ``x_seq``'s dtype
-    and device; ``spike_grad`` a :class:`~snntorch_clif.surrogate.Surrogate`. Fires when
-    :math:`h_t - \theta \ge 0`.
+    ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it (the states in ``x_seq``'s
+    dtype, all on its device; parameters in any float dtype, used and differentiated in
+    float32, float64 for float64 inputs); ``spike_grad`` a
+    :class:`~snntorch_clif.surrogate.Surrogate`. Fires when :math:`h_t - \theta \ge 0`.
 
     Example::
 

@@ -15,6 +15,11 @@ One step, for input current :math:`x_t`, decay :math:`\beta`, threshold :math:`\
 The output is :math:`s_t` times ``graded_spikes_factor``. Nothing is detached: the
 gradient flows through the spike inside the reset, through :math:`\sigma(m_t)` and
 through the gate :math:`\sigma((1-\beta)h_t)`, exactly as in the paper.
+
+Precision: the step computes in ``x``'s dtype. Parameter tensors of a wider dtype (float32
+parameters with float16/bfloat16 inputs, as :mod:`snntorch_clif.functional` passes them)
+are broadcast to the neurons' shape before they are rounded to that dtype, so each
+parameter's gradient, a sum over every neuron and step, is formed in the parameter's dtype.
 """
 
 from __future__ import annotations
@@ -29,6 +34,16 @@ from .surrogate import SpikeGrad, spike
 __all__ = ["RESET_MECHANISMS", "clif_step_reference", "clif_sequence_reference"]
 
 RESET_MECHANISMS = ("subtract", "zero", "none")
+
+
+def _in_input_dtype(param: Tensor | float, x: Tensor) -> Tensor | float:
+    # Expand first, then round: the cast's backward hands the [neurons] gradient back in the
+    # parameter's dtype, and the expand's backward sums it there (in float16 a sum over many
+    # neurons of a 65536-scaled loss overflows). Called every step, so the sum over steps is
+    # also formed in the parameter's dtype.
+    if not isinstance(param, Tensor) or param.dtype == x.dtype:
+        return param
+    return param.expand(torch.broadcast_shapes(param.shape, x.shape)).to(x.dtype)
 
 
 def clif_step_reference(
@@ -60,6 +75,9 @@ def clif_step_reference(
     """
     if reset_mechanism not in RESET_MECHANISMS:
         raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    beta = _in_input_dtype(beta, x)
+    threshold = _in_input_dtype(threshold, x)
+    graded_spikes_factor = _in_input_dtype(graded_spikes_factor, x)
     h = beta * mem + x
     if state_quant is not None:
         h = state_quant(h)

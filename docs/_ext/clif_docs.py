@@ -5,8 +5,9 @@
   its ``__all__``, or every public function and class it defines) that is not one of the
   exports already shown. A module added to the package appears without editing the page.
 * ``.. clif-benchmarks::`` renders a table from each results file written by
-  ``benchmarks/bench_neuron.py --json`` (``benchmarks/results/*.json`` or
-  ``benchmarks/*.json``), or says where the numbers come from when there is none.
+  ``benchmarks/bench_neuron.py --json`` or ``benchmarks/bench_gpu.py`` (``benchmarks/results/*.json``
+  or ``benchmarks/*.json``), or says where the numbers come from when there is none. Files
+  whose rows carry ``bytes_per_s`` (the GPU benchmark) get a GB/s column.
 
 Nothing is written into the source tree.
 """
@@ -130,7 +131,12 @@ def _ratio(impl: dict) -> str:
     return ""
 
 
+def _has_bandwidth(result: dict) -> bool:
+    return any("bytes_per_s" in impl for case in result["rows"] for impl in case.get("impl", {}).values())
+
+
 def _table_rows(result: dict) -> list[list[str]]:
+    with_gbs = _has_bandwidth(result)
     rows = []
     for case in result["rows"]:
         shape = f"{case.get('T', '?')}x{case.get('B', '?')}x{case.get('N', '?')}"
@@ -140,10 +146,13 @@ def _table_rows(result: dict) -> list[list[str]]:
             rate = impl.get("neuron_steps_per_s")
             rows.append([
                 shape, label,
-                f"{ms:.3f}" if isinstance(ms, (int, float)) else "",
+                f"{ms:.3f}" if isinstance(ms, (int, float)) else impl.get("error", ""),
                 f"{rate / 1e6:.1f}" if isinstance(rate, (int, float)) else "",
                 _ratio(impl),
             ])
+            if with_gbs:
+                gbs = impl.get("bytes_per_s")
+                rows[-1].append(f"{gbs / 1e9:.0f}" if isinstance(gbs, (int, float)) else "")
         floor = case.get("floor_ms")
         if isinstance(floor, (int, float)):
             fused = case.get("impl", {}).get("fused", {}).get("median_ms")
@@ -153,6 +162,9 @@ def _table_rows(result: dict) -> list[list[str]]:
                 f"{steps / floor / 1e3:.1f}" if isinstance(steps, (int, float)) and floor else "",
                 f"{floor / fused:.2f}" if isinstance(fused, (int, float)) and fused else "",
             ])
+            if with_gbs:
+                bandwidth = result.get("copy_bandwidth_bytes_per_s")
+                rows[-1].append(f"{bandwidth / 1e9:.0f}" if isinstance(bandwidth, (int, float)) else "")
     return rows
 
 
@@ -180,6 +192,7 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
         facts = [
             ("device", result.get("device_name") or result.get("device")),
             ("threads", result.get("threads")),
+            ("capability", result.get("capability")),
             ("dtype", result.get("dtype")),
             ("torch", result.get("torch")),
         ]
@@ -196,7 +209,7 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
             "     - ms (median)",
             "     - M neuron-steps/s",
             "     - x fused (median ratio)",
-        ]
+        ] + (["     - GB/s (32 B / neuron-step)"] if _has_bandwidth(result) else [])
         for row in rows:
             lines += [f"   * - {row[0]}"] + [f"     - {cell}" if cell else "     -" for cell in row[1:]]
         lines += [""]
