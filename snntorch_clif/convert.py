@@ -74,10 +74,14 @@ def to_leaky(model: nn.Module, v_reset: float = 0.0, reset_mechanism: str = "zer
     Learnable ``beta``/``threshold`` are frozen to their current values. ``model`` is
     not modified.
 
-    Only CLIF layers used in the ``init_hidden=True``, ``output=False`` style (as in
-    ``nn.Sequential``) are converted: a CLIF that returns ``(spk, comp, mem)`` is
-    called by code that unpacks three values, which a LIF cannot provide, so such
-    layers raise a ``ValueError`` naming them.
+    Only CLIF layers built with ``init_hidden=True`` (the ``nn.Sequential`` style) are
+    converted: a CLIF called as ``spk, comp, mem = clif(x, comp, mem)`` sits in code
+    that passes and unpacks two states, which a LIF cannot take, so such layers raise a
+    ``ValueError`` naming them. A layer with ``output=True`` becomes a LIF with
+    ``output=True``, which returns ``(spk, mem)``: snnTorch's convention for its
+    ``Leaky`` class, so snnTorch's exporter, importer and ``snntorch.backprop`` treat the
+    converted network as they treat a ``Leaky`` one (the NIR notebook's network, whose
+    last layer has ``output=True``, exports and imports unchanged).
 
     Example::
 
@@ -91,11 +95,11 @@ def to_leaky(model: nn.Module, v_reset: float = 0.0, reset_mechanism: str = "zer
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, module in model.named_modules():
-        if isinstance(module, CLIF) and (not module.init_hidden or module.output):
+        if isinstance(module, CLIF) and not module.init_hidden:
             raise ValueError(
-                f"to_leaky converts CLIF layers built with init_hidden=True and output=False; "
-                f"layer {name or '<model>'!r} returns (spk, comp, mem), which a LIF cannot replace "
-                f"in the calling code"
+                f"to_leaky converts CLIF layers built with init_hidden=True; layer {name or '<model>'!r} "
+                f"takes and returns its states (spk, comp, mem = clif(x, comp, mem)), which a LIF "
+                f"cannot replace in the calling code"
             )
     if isinstance(model, CLIF):
         return _lif_like(model, v_reset, reset_mechanism)

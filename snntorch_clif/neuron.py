@@ -2,6 +2,7 @@ r"""The stateful :class:`CLIF` module with snnTorch's neuron API, and :func:`res
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any, Callable, ClassVar, Optional, Union
 
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step
 from .surrogate import Disabled, SpikeGrad, resolve
 
-__all__ = ["CLIF", "reset", "detach"]
+__all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
 
 STEP_MODES = ("single", "multi")
 _RESET_NAMES = list(snn.SpikingNeuron.reset_dict)  # index = reset_mechanism_val
@@ -24,6 +25,21 @@ def _forget_proxy(proxy: Any) -> None:
         if entry is proxy:
             del instances[i]
             return
+
+
+def _not_a_view(state: Tensor) -> Tensor:
+    # snnTorch detaches hidden states in place (Leaky.detach_hidden, SpikingNeuron.detach),
+    # which autograd refuses on views: keep states as tensors of their own (no copy).
+    # (torch.compile cannot trace _is_view(); there the aliasing op costs nothing anyway)
+    if torch.compiler.is_compiling() or state._is_view():
+        return torch.ops.aten._unsafe_view(state, state.shape)
+    return state
+
+
+_LEAKY_IDIOM = (
+    "CLIF has two hidden states, comp and mem (snn.Leaky has one): start with "
+    "`comp, mem = clif.reset_mem()` and step with `spk, comp, mem = clif(x, comp, mem)`"
+)
 
 
 def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
@@ -69,10 +85,24 @@ class CLIF(snn.Leaky):
     sequence can be fed in chunks.
 
     States kept on the module start over from zeros when the input's shape changes
-    (e.g. the last, smaller batch of an epoch). Assigning ``clif.mem = v`` starts the
-    neuron from membrane potential ``v`` with ``comp`` back at zero (this is what
-    snnTorch 1.0's ``Leaky.reset_hidden`` does to every ``Leaky``, so its
-    ``snntorch.utils.reset`` clears both states).
+    (e.g. the last, smaller batch of an epoch). States passed explicitly must have the
+    input's shape or broadcast to it: a per-neuron ``[features]`` state is repeated over
+    the batch, and a one-element state such as snnTorch tutorial 3's
+    ``mem = torch.zeros(1)`` fills every neuron (snnTorch's ``Leaky`` instead replaces a
+    state of another shape by zeros); any other shape raises ``ValueError``.
+
+    snnTorch's own helpers reach both states, on every backend: assigning
+    ``clif.mem = v`` (what ``Leaky.reset_hidden`` and ``snntorch.utils.reset`` do) starts
+    the neuron from membrane potential ``v`` with ``comp`` back at zero, and detaching
+    the kept ``mem`` in place (``Leaky.detach_hidden``, ``SpikingNeuron.detach``, as in
+    ``snntorch.backprop.TBPTT``) detaches ``comp`` with it. Returned states are never
+    views, so ``state.detach_()`` works on them.
+
+    The returned ``mem`` is the membrane after this step's reset. To read out an output
+    layer by its membrane (cross-entropy on ``mem`` at every step, as in snnTorch's
+    tutorial 5) and still count its spikes, give that layer
+    ``reset_mechanism="none"``: otherwise the loss teaches it never to fire (see the
+    *Coming from snn.Leaky* page).
 
     Args:
         beta: membrane decay :math:`\beta = 1 - 1/\tau`, in [0, 1]; float or tensor
@@ -162,6 +192,7 @@ class CLIF(snn.Leaky):
         self._reset_mechanism = reset_mechanism
         self._comp = torch.zeros(0)
         self._mem = torch.zeros(0)
+        self._mem_had_graph = False  # the kept mem carried a graph when it was stored
         self._register_live()
 
     def _register_value(self, name: str, value: Tensor, learnable: bool) -> None:
@@ -188,10 +219,12 @@ class CLIF(snn.Leaky):
     def mem(self, value: Tensor) -> None:
         self._mem = value
         self._comp = torch.zeros_like(value)
+        self._mem_had_graph = False
 
     @property
     def comp(self) -> Tensor:
         """Complementary potential :math:`m` after the last step (empty before the first)."""
+        self._follow_mem_detach()
         return self._comp
 
     @comp.setter
@@ -216,6 +249,18 @@ class CLIF(snn.Leaky):
         # The buffer is the checkpoint's truth: follow it (snnTorch's Leaky does not).
         self._reset_mechanism = _RESET_NAMES[int(self.reset_mechanism_val)]
 
+    def _keep(self, comp: Tensor, mem: Tensor) -> None:
+        self._comp, self._mem = _not_a_view(comp), _not_a_view(mem)
+        self._mem_had_graph = self._mem.requires_grad
+
+    def _follow_mem_detach(self) -> None:
+        # snnTorch detaches the kept `mem` in place (Leaky.detach_hidden, called by
+        # snntorch.backprop.TBPTT and snntorch.utils.reset; SpikingNeuron.detach) and
+        # knows nothing of `comp`: once `mem` has left the graph, `comp` leaves it too.
+        if self._mem_had_graph and not self._mem.requires_grad:
+            self._comp = self._comp.detach()
+            self._mem_had_graph = False
+
     def reset_mem(self) -> tuple[Tensor, Tensor]:
         """Reset both states and return ``(comp, mem)``: empty tensors, which mean zeros.
 
@@ -231,6 +276,7 @@ class CLIF(snn.Leaky):
         """
         self._comp = self._comp.new_zeros(0)
         self._mem = self._mem.new_zeros(0)
+        self._mem_had_graph = False
         return self._comp, self._mem
 
     def init_leaky(self) -> tuple[Tensor, Tensor]:
@@ -258,6 +304,24 @@ class CLIF(snn.Leaky):
     def _detach_states(self) -> None:
         self._comp = self._comp.detach()
         self._mem = self._mem.detach()
+        self._mem_had_graph = False
+
+    def _explicit_state(self, state: Any, name: str, shape: torch.Size) -> Optional[Tensor]:
+        """A state passed to forward, broadcast to the input's neuron shape where it can be."""
+        if not isinstance(state, Tensor) or state.numel() == 0 or state.shape == shape:
+            return state  # functional.check_state gives the error for a non-tensor
+        if state.numel() == 1:  # snnTorch tutorial 3: `mem = torch.zeros(1)` with a 0-d input
+            return state.reshape(()).expand(shape)
+        try:
+            fits = torch.broadcast_shapes(state.shape, shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{name} must have shape {tuple(shape)} to match the input (or broadcast to it), "
+                f"got {tuple(state.shape)}"
+            )
+        return state.expand(shape)
 
     def _kept_state(self, state: Tensor, shape: torch.Size, like: Tensor) -> Tensor:
         if state.shape != shape:
@@ -273,13 +337,27 @@ class CLIF(snn.Leaky):
         """Advance one step (``step_mode="single"``) or a ``[T, ...]`` sequence (``"multi"``)."""
         if self.init_hidden and (comp is not None or mem is not None):
             raise TypeError("`comp` and `mem` should not be passed as arguments while `init_hidden=True`")
+        for state, name in ((comp, "comp"), (mem, "mem")):
+            if isinstance(state, (tuple, list)):
+                raise TypeError(
+                    f"{name} got a {type(state).__name__}, not a tensor: reset_mem()/init_leaky() "
+                    f"return both states (comp, mem). {_LEAKY_IDIOM}"
+                )
+        if (comp is None) != (mem is None):
+            raise TypeError(
+                "CLIF takes both hidden states or neither; got only "
+                f"{'comp' if mem is None else 'mem'} (snn.Leaky's `spk, mem = lif(x, mem)`?). {_LEAKY_IDIOM}"
+            )
         multi = self.step_mode == "multi"
         check_input(input_, "input_", sequence=multi)
         shape = input_.shape[1:] if multi else input_.shape
         if comp is None:
+            self._follow_mem_detach()
             comp = self._kept_state(self._comp, shape, input_)
-        if mem is None:
             mem = self._kept_state(self._mem, shape, input_)
+        else:
+            comp = self._explicit_state(comp, "comp", shape)
+            mem = self._explicit_state(mem, "mem", shape)
         beta = self.beta.clamp(0, 1) if self.beta.requires_grad else self.beta
         common = dict(
             beta=beta,
@@ -294,13 +372,15 @@ class CLIF(snn.Leaky):
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
             )
+            comp, mem = _not_a_view(comp), _not_a_view(mem)
             if self.state_sequences and input_.shape[0] > 0:
-                self._comp, self._mem = comp[-1], mem[-1]
+                self._keep(comp[-1], mem[-1])
             elif not self.state_sequences:
-                self._comp, self._mem = comp, mem
+                self._keep(comp, mem)
         else:
             spk, comp, mem = clif_step(input_, comp, mem, **common)
-            self._comp, self._mem = comp, mem
+            comp, mem = _not_a_view(comp), _not_a_view(mem)
+            self._keep(comp, mem)
         if self.init_hidden and not self.output:
             return spk
         return spk, comp, mem
@@ -365,3 +445,51 @@ def detach(net: nn.Module) -> None:
     """
     for layer in _clif_layers(net):
         layer._detach_states()
+
+
+def _returns_three(layer: nn.Module) -> bool:
+    return isinstance(layer, CLIF) and layer.init_hidden and layer.output
+
+
+def _count_clif_outputs(final_layer_check: Callable[[nn.Module], int]) -> Callable[[nn.Module], int]:
+    @functools.wraps(final_layer_check)
+    def count_outputs(net: nn.Module) -> int:
+        layers = list(net._modules.values())
+        if layers and _returns_three(layers[-1]):
+            return 3  # (spk, comp, mem): unpacked as `spk, _, mem`, as for snn.Synaptic
+        return final_layer_check(net)
+
+    count_outputs._snntorch_clif_outputs = True  # type: ignore[attr-defined]
+    return count_outputs
+
+
+def install_snntorch_backprop_support() -> None:
+    """Let ``snntorch.backprop`` (``BPTT``, ``TBPTT``, ``RTRL``) unpack a CLIF output layer.
+
+    snnTorch decides how many values a network returns per step from the class of its
+    last layer, and a CLIF is an ``snn.Leaky`` to it (two values, ``spk, mem``). A CLIF
+    built with ``init_hidden=True, output=True`` returns three, ``spk, comp, mem``, in
+    the order of snnTorch's ``Synaptic`` (``spk, syn, mem``), for which snnTorch unpacks
+    ``spk, _, mem``. This wraps the one function that makes the choice,
+    ``snntorch.utils._final_layer_check``, to answer 3 for such a layer; every other
+    network gets snnTorch's own answer. Idempotent; called when this module is imported.
+    Detaching and resetting need nothing here: snnTorch's ``Leaky.detach_hidden`` and
+    ``Leaky.reset_hidden`` reach both CLIF states (see :class:`CLIF`).
+
+    Example::
+
+        >>> import snntorch.utils
+        >>> from torch import nn
+        >>> from snntorch_clif import CLIF
+        >>> install_snntorch_backprop_support()
+        >>> snntorch.utils._final_layer_check(nn.Sequential(nn.Linear(2, 2), CLIF(init_hidden=True, output=True)))
+        3
+    """
+    from snntorch import utils
+
+    current = utils._final_layer_check
+    if not getattr(current, "_snntorch_clif_outputs", False):
+        utils._final_layer_check = _count_clif_outputs(current)
+
+
+install_snntorch_backprop_support()

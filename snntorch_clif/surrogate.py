@@ -72,7 +72,8 @@ def surrogate_derivative(z: Tensor, kind: int, param: float) -> Tensor:
         tensor([1.])
     """
     if kind == RECTANGLE:
-        return (z.abs() < 0.5 * param).to(z.dtype) / param
+        # |z| <= alpha/2, edges included, as the paper authors' code (and the kernels) do
+        return (z.abs() <= 0.5 * param).to(z.dtype) / param
     if kind == ATAN:
         return (0.5 * param) / (1 + (0.5 * math.pi * param * z) ** 2)
     if kind == FAST_SIGMOID:
@@ -149,11 +150,13 @@ class Surrogate:
 class Rectangle(Surrogate):
     r"""The paper's rectangle: width :math:`\alpha`, height :math:`1/\alpha`, centred on 0.
 
-    .. math:: g(z) = \frac{1}{\alpha}\,\mathbb{1}\left[|z| < \tfrac{\alpha}{2}\right]
+    .. math:: g(z) = \frac{1}{\alpha}\,\mathbb{1}\left[|z| \le \tfrac{\alpha}{2}\right]
+
+    The window includes its edges :math:`z = \pm\alpha/2`, as in the paper authors' code.
 
     Example::
 
-        >>> Rectangle(alpha=1.0).derivative(torch.tensor([0.0, 0.49, 0.5]))
+        >>> Rectangle(alpha=1.0).derivative(torch.tensor([0.0, 0.5, 0.51]))
         tensor([1., 1., 0.])
     """
 
@@ -268,7 +271,7 @@ class Disabled(Surrogate):
 
 
 def rectangle(alpha: float = 1.0) -> Rectangle:
-    r"""The paper's rectangle surrogate (CLIF's default): :math:`g(z) = \mathbb{1}[|z| < \alpha/2] / \alpha`.
+    r"""The paper's rectangle surrogate (CLIF's default): :math:`g(z) = \mathbb{1}[|z| \le \alpha/2] / \alpha`.
 
     Example::
 

@@ -103,10 +103,49 @@ def test_to_leaky_copies_and_keeps_parameters() -> None:
 
 
 def test_to_leaky_refuses_explicit_state_layers() -> None:
-    with pytest.raises(ValueError, match="init_hidden=True"):
+    with pytest.raises(ValueError, match=r"init_hidden=True; layer '1' takes and returns its states"):
         to_leaky(nn.Sequential(nn.Linear(2, 2), CLIF()))
-    with pytest.raises(ValueError, match="output=False"):
-        to_leaky(nn.Sequential(CLIF(init_hidden=True, output=True)))
+
+
+def test_output_layer_keeps_snntorchs_leaky_return_convention() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), CLIF(init_hidden=True, output=True))
+    lif_net = to_leaky(net)
+    assert lif_net[1].output and lif_net[1].init_hidden
+    spk, mem = lif_net(torch.rand(2, 3))  # (spk, mem), as snn.Leaky(output=True) returns
+    assert spk.shape == mem.shape == (2, 4)
+
+
+def _nir_notebook_network() -> nn.Sequential:
+    """snnTorch's NIR export notebook's network, snn.Leaky swapped for CLIF."""
+    torch.manual_seed(7)
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 500), CLIF(beta=0.9, init_hidden=True),
+        nn.Linear(500, 10), CLIF(beta=0.9, init_hidden=True, output=True),
+    )
+    with torch.no_grad():  # make the output layer fire within a few steps
+        net[3].weight.mul_(4.0)
+        net[3].bias.fill_(0.3)
+    return net
+
+
+@pytest.mark.parametrize("v_reset", [0.0, -0.06])
+def test_nir_notebook_network_round_trips_with_its_output_layer(v_reset: float) -> None:
+    lif_net = to_leaky(_nir_notebook_network(), v_reset=v_reset)
+    graph = export_nir(lif_net, torch.randn(1, 784))
+    lifs = {k: v for k, v in graph.nodes.items() if isinstance(v, nir.LIF)}
+    assert sorted(lifs) == ["2", "4"] and lifs["4"].v_reset.shape == (10,)
+    np.testing.assert_allclose(lifs["4"].v_reset, v_reset)
+    back = import_nir(graph) if v_reset else snn_import.import_from_nir(graph)
+    torch.manual_seed(8)
+    # one sample per step: snnTorch exports nn.Flatten as NIR Flatten(start_dim=0) and its
+    # importer flattens the batch dimension too (for snn.Leaky networks as well)
+    x = torch.rand(10, 1, 784)
+    reset_nir_states(lif_net)
+    reset_nir_states(back)
+    expected = [lif_net(step) for step in x]  # (spk, mem) per step: output=True
+    got = [back(step)[0] for step in x]
+    assert torch.stack([e[0] for e in expected]).sum() > 0, "the output layer fires"
+    assert all(torch.equal(e[0].flatten(), g.flatten()) for e, g in zip(expected, got))
 
 
 def test_single_layer_spikes_agree_until_the_first_spike() -> None:

@@ -331,8 +331,10 @@ def test_bad_reset_mechanism_assignment() -> None:
     [
         (lambda c: c([1.0, 2.0]), TypeError, "input_ must be a torch.Tensor"),
         (lambda c: c(torch.ones(2, 3, dtype=torch.int64)), TypeError, "input_ must be float"),
-        (lambda c: c(torch.rand(2, 3), torch.zeros(3), torch.zeros(2, 3)), ValueError, r"comp must have shape \(2, 3\)"),
-        (lambda c: c(torch.rand(2, 3), torch.zeros(2, 3), torch.zeros(1, 3)), ValueError, r"mem must have shape"),
+        (lambda c: c(torch.rand(2, 3), torch.zeros(4), torch.zeros(2, 3)), ValueError,
+         r"comp must have shape \(2, 3\) to match the input \(or broadcast to it\), got \(4,\)"),
+        (lambda c: c(torch.rand(2, 3), torch.zeros(2, 3), torch.zeros(3, 3)), ValueError, r"mem must have shape"),
+        (lambda c: c(torch.rand(3), torch.zeros(2, 3), torch.zeros(2, 3)), ValueError, r"comp must have shape \(3,\)"),
         (lambda c: c(torch.rand(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64)), TypeError,
          "mem must have the input's dtype"),
         (lambda c: c(torch.rand(2, 3), torch.zeros(2, 3, device="meta"), torch.zeros(2, 3)), ValueError,
@@ -354,3 +356,45 @@ def test_per_neuron_parameter_that_does_not_broadcast() -> None:
     clif = CLIF(threshold=torch.ones(4))
     with pytest.raises(ValueError, match="threshold of shape"):
         clif(torch.rand(2, 3))
+
+
+# --- snn.Leaky idioms: errors that name the CLIF idiom, states that broadcast -------------
+LEAKY_IDIOMS = {
+    "init_leaky_result_as_one_state": lambda clif, x: clif(x, clif.init_leaky()),
+    "reset_mem_result_as_one_state": lambda clif, x: clif(x, clif.reset_mem()),
+    "one_state_positional": lambda clif, x: clif(x, torch.zeros_like(x)),
+    "one_state_by_keyword": lambda clif, x: clif(x, mem=torch.zeros_like(x)),
+    "comp_by_keyword_only": lambda clif, x: clif(x, comp=torch.zeros_like(x)),
+    "tuple_as_mem": lambda clif, x: clif(x, torch.zeros_like(x), clif.reset_mem()),
+}
+
+
+@pytest.mark.parametrize("idiom", list(LEAKY_IDIOMS))
+def test_leaky_idioms_raise_an_error_naming_the_clif_idiom(idiom: str) -> None:
+    with pytest.raises(TypeError) as info:
+        LEAKY_IDIOMS[idiom](CLIF(), torch.rand(2, 3))
+    message = str(info.value)
+    assert "comp, mem = clif.reset_mem()" in message
+    assert "spk, comp, mem = clif(x, comp, mem)" in message
+
+
+def test_tutorial_3_one_element_state_with_a_0d_input() -> None:
+    """snnTorch tutorial 3: `mem = torch.zeros(1)` and a 0-d input current per step."""
+    current = torch.cat([torch.zeros(3), torch.full((12,), 0.7)])
+    clif, twin = CLIF(beta=0.8), CLIF(beta=0.8)
+    comp, mem = torch.zeros(1), torch.zeros(1)
+    comp_t, mem_t = twin.reset_mem()
+    for x in current:
+        spk, comp, mem = clif(x, comp, mem)
+        spk_t, comp_t, mem_t = twin(x, comp_t, mem_t)
+        assert spk.shape == mem.shape == torch.Size([]) and torch.equal(mem, mem_t) and torch.equal(spk, spk_t)
+    assert float(clif(torch.tensor(0.5), torch.zeros(1), torch.full((1,), 0.6))[2]) == pytest.approx(0.8 * 0.6 + 0.5)
+
+
+def test_broadcastable_state_is_repeated_over_the_batch() -> None:
+    clif = CLIF()
+    per_neuron = torch.tensor([0.2, 0.9, 0.5])
+    x = torch.rand(4, 3)
+    spk, comp, mem = clif(x, torch.zeros(3), per_neuron)
+    ref = clif(x, torch.zeros(4, 3), per_neuron.expand(4, 3).clone())
+    assert mem.shape == (4, 3) and all(torch.equal(a, b) for a, b in zip((spk, comp, mem), ref))

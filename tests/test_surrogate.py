@@ -1,12 +1,14 @@
 """surrogate.py: snnTorch's factories map onto ours and match their autograd functions."""
 
+import contextlib
 import pickle
 
 import pytest
 import snntorch.surrogate as sns
 import torch
 
-from snntorch_clif import surrogate
+from snntorch_clif import backends, ops, surrogate
+from snntorch_clif.functional import clif_step
 from snntorch_clif.surrogate import resolve, spike
 
 SNNTORCH_CASES = [
@@ -42,8 +44,31 @@ def test_sigmoid_is_finite_where_snntorch_overflows() -> None:
 
 def test_rectangle_is_the_papers_window() -> None:
     r = surrogate.rectangle(alpha=0.5)
-    z = torch.tensor([-0.3, -0.2, 0.0, 0.24, 0.25, 1.0])
-    assert torch.equal(r.derivative(z), torch.tensor([0.0, 2.0, 2.0, 2.0, 0.0, 0.0]))
+    z = torch.tensor([-0.3, -0.26, -0.25, 0.0, 0.24, 0.25, 0.26, 1.0])
+    # |z| <= alpha/2: the edges +-0.25 are inside, as in the paper authors' code
+    assert torch.equal(r.derivative(z), torch.tensor([0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 0.0, 0.0]))
+
+
+def _rectangle_gradient_at_threshold_offsets(z: torch.Tensor, device: str, alpha: float) -> torch.Tensor:
+    """dspk/dx of one CLIF step with the input placed so that h - theta = z exactly."""
+    x = (1.0 + z).to(device).requires_grad_()  # mem = 0, theta = 1: h - theta = x - 1 = z
+    spk, _, _ = clif_step(x, spike_grad=surrogate.rectangle(alpha))
+    spk.sum().backward()
+    return x.grad.cpu()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+def test_rectangle_window_edge_on_every_backend(device: str, fused: bool) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if fused and not ops.has_kernel(device):
+        pytest.skip(f"no fused {device} kernel in this build")
+    alpha = 0.5  # alpha/2 = 0.25; 1 +- 0.25 and the offsets below are exact in float32
+    z = torch.tensor([-0.375, -0.25, -0.125, 0.0, 0.125, 0.25, 0.375])
+    with (contextlib.nullcontext() if fused else backends.use_reference()):
+        grad = _rectangle_gradient_at_threshold_offsets(z, device, alpha)
+    assert torch.equal(grad, torch.tensor([0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.0]))
 
 
 @pytest.mark.parametrize("s", [surrogate.rectangle(), surrogate.atan(), surrogate.fast_sigmoid(),

@@ -127,7 +127,7 @@ template <typename S, int KIND>
 CLIF_HD S clif_surrogate(S z, SurrogateConsts<S> c) {
   if (KIND == SG_RECTANGLE) {
     const S az = z < S(0) ? -z : z;
-    return az < c.c0 ? c.c1 : S(0);  // no per-element divide: 1/alpha is a constant
+    return az <= c.c0 ? c.c1 : S(0);  // no per-element divide: 1/alpha is a constant
   } else if (KIND == SG_ATAN) {
     const S w = c.c1 * z;
     return c.c0 / (S(1) + w * w);
