@@ -78,6 +78,24 @@ def check_state(state: Optional[Tensor], name: str, like: Tensor, shape: torch.S
     return state
 
 
+def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` without changing it.
+
+    Plain Python on the sizes: called for every parameter on every step, it must cost
+    far less than the step (``torch.broadcast_shapes`` costs more than the fused kernel
+    of a small layer).
+
+    Example::
+
+        >>> import torch
+        >>> broadcasts_to(torch.Size([4]), torch.Size([2, 4])), broadcasts_to(torch.Size([3]), torch.Size([2, 4]))
+        (True, False)
+    """
+    if len(shape) > len(target):
+        return False
+    return all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(target)))
+
+
 def parameter_dtype(input_dtype: torch.dtype) -> torch.dtype:
     """The dtype parameters are used in for inputs of ``input_dtype``: float64 for float64, else float32.
 
@@ -104,15 +122,13 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
     """
     dtype = parameter_dtype(like.dtype)
     if isinstance(value, Tensor):
-        try:
-            fits = value.dim() <= len(shape) and torch.broadcast_shapes(value.shape, shape) == shape
-        except RuntimeError:
-            fits = False
-        if not fits:
+        if not broadcasts_to(value.shape, shape):
             raise ValueError(
                 f"{name} of shape {tuple(value.shape)} does not broadcast to the neurons' shape {tuple(shape)}"
             )
-        return value.to(device=like.device, dtype=dtype)
+        if value.dtype != dtype or value.device != like.device:
+            value = value.to(device=like.device, dtype=dtype)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
     return torch.tensor(float(value), dtype=dtype, device=like.device)

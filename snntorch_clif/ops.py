@@ -245,7 +245,9 @@ def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:
     # A parameter as [1] (one value for all neurons) or [N], in the compute dtype: autograd's
     # expand/reshape then sums the [N] gradient back to the parameter's own shape
     # (sum_to_size) in float32, and rounds to a float16/bfloat16 parameter's dtype once.
-    p = p.to(_acc_dtype(p.dtype))
+    acc = _acc_dtype(p.dtype)
+    if p.dtype != acc:
+        p = p.to(acc)
     if p.numel() == 1:
         return p.reshape(1)
     return p.expand(shape).reshape(n).contiguous()
@@ -291,7 +293,11 @@ def clif_sequence_fused(
         spike_grad.param, return_sequences, save,
     )
     state_shape = x_seq.shape if return_sequences else shape
-    return spk.view(x_seq.shape), comp_out.view(state_shape), mem_out.view(state_shape)
+    # The op's outputs are fresh and held by nobody else: give them the neurons' shape as
+    # tensors of their own, not views (snnTorch detaches kept states in place, which autograd
+    # refuses on views), in one op each.
+    reshape = torch.ops.aten._unsafe_view
+    return reshape(spk, x_seq.shape), reshape(comp_out, state_shape), reshape(mem_out, state_shape)
 
 
 def clif_step_fused(
