@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 SANITIZE = TUTORIALS / "nbval_sanitize.cfg"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["01_clif_neuron", "02_swap_leaky_for_clif", "03_why_clif_trains_better", "04_fast_clif"]
+EXPECTED = ["01_clif_neuron", "02_swap_leaky_for_clif", "03_why_clif_trains_better", "04_fast_clif",
+            "05_coming_from_leaky"]
 
 
 def _code_cells(path: Path) -> list[dict]:
