@@ -1,4 +1,4 @@
-r"""The fused CLIF kernels as ``torch.library`` custom ops, with autograd and fake kernels.
+r"""The fused CLIF kernels as ``torch.library`` custom ops, with fake kernels (autograd: ``csrc/autograd.cpp``).
 
 The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 ``csrc/register.cpp``; CPU kernel ``csrc/cpu/clif_cpu.cpp``, CUDA kernel
@@ -18,7 +18,7 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
     (:math:`h_t`, :math:`m_{-1}`, :math:`m_t` in float32, float64 for float64 inputs).
 ``torch.ops.snntorch_clif.clif_backward(...)``
     the reverse pass: gradients of ``x``, ``comp0``, ``mem0`` and per-neuron partial sums
-    for ``beta``, ``threshold`` and ``gsf``, which the autograd formula here reduces to the
+    for ``beta``, ``threshold`` and ``gsf``, which the op's autograd (C++, ``csrc/autograd.cpp``) reduces to the
     parameters' shapes.
 
 Most code should call :func:`clif_sequence_fused` / :func:`clif_step_fused` (any neuron
@@ -47,7 +47,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -194,51 +194,6 @@ if AVAILABLE:
             grad_spk.new_empty((pn,), dtype=acc),
         )
 
-    def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, _, save = inputs
-        # Unused outputs (the saved buffer, often the states) get no zero-filled gradient.
-        ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(output[3])
-        # u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs.
-        ctx.save_for_backward(output[3], mem0 if beta.requires_grad else None, beta, threshold, gsf)
-        ctx.param_grads = beta.requires_grad or threshold.requires_grad or gsf.requires_grad
-        ctx.args = (reset, surrogate, surrogate_param)
-        ctx.saved_ok = save
-        ctx.x_meta = (x.shape, x.dtype, x.device)
-
-    def _reduce_param(partial: Tensor, param: Tensor) -> Tensor:
-        # per-neuron partial sums [N] -> the [1] or [N] parameter the op was given (same dtype)
-        return partial.sum().reshape(1) if param.numel() == 1 else partial
-
-    def _backward(
-        ctx: Any, grad_spk: Optional[Tensor], grad_comp: Optional[Tensor], grad_mem: Optional[Tensor],
-        _grad_saved: Optional[Tensor],
-    ) -> tuple:
-        if not ctx.saved_ok:
-            raise RuntimeError(
-                "snntorch_clif::clif_forward ran with save=False (no gradient expected); "
-                "call it with save=True to differentiate it"
-            )
-        saved, mem0, beta, threshold, gsf = ctx.saved_tensors
-        shape, dtype, device = ctx.x_meta
-        if grad_spk is None:
-            grad_spk = torch.zeros(shape, dtype=dtype, device=device)
-        dx, dcomp0, dmem0, dbeta, dthr, dgsf = torch.ops.snntorch_clif.clif_backward(
-            grad_spk.contiguous(),
-            None if grad_comp is None else grad_comp.contiguous(),
-            None if grad_mem is None else grad_mem.contiguous(),
-            saved, mem0, beta, threshold, gsf, *ctx.args, ctx.param_grads,
-        )
-        need = ctx.needs_input_grad
-        return (
-            dx, dcomp0, dmem0,
-            _reduce_param(dbeta, beta) if need[3] else None,
-            _reduce_param(dthr, threshold) if need[4] else None,
-            _reduce_param(dgsf, gsf) if need[5] else None,
-            None, None, None, None, None,
-        )
-
-    torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
 
 
 def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:

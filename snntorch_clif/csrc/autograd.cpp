@@ -1,0 +1,112 @@
+// Autograd of snntorch_clif::clif_forward, registered in C++ for the Autograd key: each call
+// then costs one C++ autograd node, with no Python wrapper around the kernel (the
+// torch.library Python registration cost more host time per call than a small layer's kernel).
+// The backward is the op clif_backward (cpu/clif_cpu.cpp, cuda/clif_cuda.cu), whose per-neuron
+// parameter partial sums are reduced here to the parameters' [1] or [N] shapes.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+namespace snntorch_clif {
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+using ForwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+                                                             const Tensor&, const Tensor&, const Tensor&, int64_t,
+                                                             int64_t, double, bool, bool);
+using BackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const std::optional<Tensor>&, const std::optional<Tensor>&, const Tensor&,
+    const std::optional<Tensor>&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, double, bool);
+
+const c10::TypedOperatorHandle<ForwardOp>& forward_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("snntorch_clif::clif_forward", "").typed<ForwardOp>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<BackwardOp>& backward_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("snntorch_clif::clif_backward", "").typed<BackwardOp>();
+  return op;
+}
+
+std::optional<Tensor> contiguous_or_none(const Tensor& t) {
+  return t.defined() ? std::optional<Tensor>(t.contiguous()) : std::nullopt;
+}
+
+class ClifFunction : public torch::autograd::Function<ClifFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& comp0, const Tensor& mem0,
+                               const Tensor& beta, const Tensor& threshold, const Tensor& gsf, int64_t reset,
+                               int64_t surrogate, double surrogate_param, bool return_sequences, bool save) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [spk, comp, mem, saved] = forward_op().call(x, comp0, mem0, beta, threshold, gsf, reset, surrogate,
+                                                     surrogate_param, return_sequences, save);
+    // Unused outputs (the saved buffer, often the states) get no zero-filled gradient.
+    ctx->set_materialize_grads(false);
+    ctx->mark_non_differentiable({saved});
+    // u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs.
+    ctx->save_for_backward({saved, beta.requires_grad() ? mem0 : Tensor(), beta, threshold, gsf});
+    ctx->saved_data["reset"] = reset;
+    ctx->saved_data["surrogate"] = surrogate;
+    ctx->saved_data["surrogate_param"] = surrogate_param;
+    ctx->saved_data["save"] = save;
+    ctx->saved_data["param_grads"] = beta.requires_grad() || threshold.requires_grad() || gsf.requires_grad();
+    // x's shape (symbolic under torch.compile), dtype and device, for a missing grad_spk
+    ctx->saved_data["T"] = x.sym_size(0);
+    ctx->saved_data["N"] = x.sym_size(1);
+    ctx->saved_data["x"] = x.new_empty({0});
+    return {spk, comp, mem, saved};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(ctx->saved_data["save"].toBool(),
+                "snntorch_clif::clif_forward ran with save=False (no gradient expected); call it with save=True "
+                "to differentiate it");
+    const variable_list s = ctx->get_saved_variables();
+    const Tensor &saved = s[0], &mem0 = s[1], &beta = s[2], &threshold = s[3], &gsf = s[4];
+    Tensor grad_spk = grads[0].defined() ? grads[0].contiguous()
+                                         : at::zeros_symint({ctx->saved_data["T"].toSymInt(), ctx->saved_data["N"].toSymInt()},
+                                                            ctx->saved_data["x"].toTensor().options());
+    auto [dx, dcomp0, dmem0, dbeta, dthreshold, dgsf] = backward_op().call(
+        grad_spk, contiguous_or_none(grads[1]), contiguous_or_none(grads[2]), saved,
+        mem0.defined() ? std::optional<Tensor>(mem0) : std::nullopt, beta, threshold, gsf,
+        ctx->saved_data["reset"].toInt(), ctx->saved_data["surrogate"].toInt(),
+        ctx->saved_data["surrogate_param"].toDouble(), ctx->saved_data["param_grads"].toBool());
+    // per-neuron partial sums [N] -> the [1] or [N] parameter the op was given (same dtype)
+    auto reduce = [](const Tensor& partial, const Tensor& param) {
+      return param.sym_numel() == 1 ? partial.sum().reshape({1}) : partial;
+    };
+    variable_list out(11);  // one per forward input; none for the non-tensor ones
+    out[0] = dx;
+    out[1] = dcomp0;
+    out[2] = dmem0;
+    if (ctx->needs_input_grad(3)) out[3] = reduce(dbeta, beta);
+    if (ctx->needs_input_grad(4)) out[4] = reduce(dthreshold, threshold);
+    if (ctx->needs_input_grad(5)) out[5] = reduce(dgsf, gsf);
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x, const Tensor& comp0,
+                                                                 const Tensor& mem0, const Tensor& beta,
+                                                                 const Tensor& threshold, const Tensor& gsf,
+                                                                 int64_t reset, int64_t surrogate,
+                                                                 double surrogate_param, bool return_sequences,
+                                                                 bool save) {
+  const variable_list out = ClifFunction::apply(x, comp0, mem0, beta, threshold, gsf, reset, surrogate,
+                                                surrogate_param, return_sequences, save);
+  return {out[0], out[1], out[2], out[3]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(snntorch_clif, Autograd, m) { m.impl("clif_forward", &clif_forward_autograd); }
+
+}  // namespace snntorch_clif
