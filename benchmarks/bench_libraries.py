@@ -208,13 +208,16 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
 def available(names: list[str]) -> tuple[list[str], dict[str, str]]:
     """The implementations whose package imports, and ``name -> reason`` for the others."""
     import importlib
+    import warnings
 
     ok, skipped = [], {}
     for name in names:
         package = IMPLEMENTATIONS[name].package
         try:
             if package:
-                importlib.import_module(package)
+                with warnings.catch_warnings():  # norse 1.1 uses the deprecated torch.jit.script
+                    warnings.simplefilter("ignore", FutureWarning)
+                    importlib.import_module(package)
             ok.append(name)
         except ImportError as exc:
             skipped[name] = f"{package} not importable ({exc})"
