@@ -65,7 +65,7 @@ STEPS = 500
 REFERENCE = "clif_multi"
 DEFAULT_SIZES = (512, 2048, 4096)
 # repetitions per size in the default run: n = 4096 takes seconds per repetition here
-DEFAULT_REPS = {512: 7, 2048: 5, 4096: 3}
+DEFAULT_REPS = {512: 5, 2048: 3, 4096: 2}
 MEMORY_METHOD = (
     "peak resident set during one forward+backward minus the resident set just before it "
     "(Linux VmHWM, reset through /proc/self/clear_refs), in a fresh subprocess per "
