@@ -168,10 +168,12 @@ def plot_results(paths: Optional[list[Path]] = None):
             ax.set_ylabel(what)
             ax.grid(axis="y", which="both", alpha=0.3)
         cpu = result.get("machine", {}).get("cpu", "")
-        ax_time.set_title(f"{path.name}: {cpu}", fontsize=9)
+        threads = result.get("machine", {}).get("threads", "?")
+        ax_time.set_title(f"{path.name}: {cpu}, {threads} thread(s)", fontsize=9)
         ax_mem.set_title(f"B = {result['shape']['batch']}, T = {result['shape']['steps']}", fontsize=9)
-        ax_time.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+    handles, labels_ = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12 / len(results), 1, 1))  # room for the legend below
     return fig
 
 
