@@ -40,6 +40,7 @@ extensions = [
     "nbsphinx",
     "sphinx-mathjax-offline",  # serves MathJax from _static: the site works offline
     "clif_docs",
+    "clif_libraries",  # the SNN-library comparison (benchmarks/bench_libraries.py)
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

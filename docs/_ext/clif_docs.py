@@ -120,7 +120,8 @@ def result_files() -> list[Path]:
     found: dict[Path, None] = {}
     for pattern in RESULT_GLOBS:
         for path in sorted(ROOT.glob(pattern)):
-            found[path] = None
+            if not path.name.startswith("libraries_"):  # bench_libraries.py's: clif_libraries.py renders them
+                found[path] = None
     return list(found)
 
 
