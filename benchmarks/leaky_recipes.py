@@ -7,7 +7,9 @@ no download):
     snnTorch tutorial 5: FC 784-1000-10, ``beta=0.95``, 25 steps of the static image,
     cross-entropy on the output layer's membrane at *every* step, Adam(5e-4), batch 128;
     test accuracy by **spike count**. Variants: ``leaky``; ``clif`` (the plain swap);
-    ``clif_none`` (the one documented change: output layer ``reset_mechanism="none"``).
+    ``clif_none`` (output layer ``reset_mechanism="none"``); ``clif_delay`` (the one
+    documented change: output layer ``reset_delay=True``, which reports the membrane before
+    the reset).
 ``count``
     snnTorch's quickstart / tutorial 7 target: ``mse_count_loss(correct_rate=0.8,
     incorrect_rate=0.2)`` (the correct neuron should fire in 80 % of the steps), the
@@ -53,11 +55,23 @@ def digits_28x28(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return images[train], labels[train], images[test], labels[test]
 
 
+class _DetachedDelayedReset(CLIF):
+    """Measurement only: ``reset_delay=True`` with the delayed reset's amount detached, as
+    snn.Leaky detaches its reset (not an option of CLIF: it changes the paper's gradient)."""
+
+    def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
+        amount = h.detach() - super()._delayed_reset(comp.detach(), h.detach())
+        return h - amount
+
+
 def neuron(kind: str, beta: float, output: bool = False, **extra) -> nn.Module:
     if kind == "leaky":
         return snn.Leaky(beta=beta, init_hidden=True, output=output, **extra)
+    if output and kind == "clif_delay_detached":
+        return _DetachedDelayedReset(beta=beta, init_hidden=True, output=True, reset_delay=True, **extra)
     reset = "none" if (output and kind == "clif_none") else "subtract"
-    return CLIF(beta=beta, init_hidden=True, output=output, reset_mechanism=reset, **extra)
+    delay = output and kind == "clif_delay"
+    return CLIF(beta=beta, init_hidden=True, output=output, reset_mechanism=reset, reset_delay=delay, **extra)
 
 
 def run_steps(net: nn.Sequential, x: Tensor, steps: int) -> tuple[Tensor, Tensor]:
@@ -163,7 +177,7 @@ def count(kind: str, seed: int, iters: int) -> dict:
 
 
 RECIPES: dict[str, tuple[Callable[[str, int, int], dict], tuple[str, ...], int]] = {
-    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none"), 60),
+    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none", "clif_delay", "clif_delay_detached"), 60),
     "count": (count, ("leaky", "clif", "clif_lr2", "clif_none"), 150),
 }
 

@@ -10,8 +10,9 @@ import snntorch as snn
 import torch
 from torch import Tensor, nn
 
-from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step
-from .surrogate import Disabled, SpikeGrad, resolve
+from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step, parameter_dtype
+from .reference import _in_input_dtype
+from .surrogate import Disabled, SpikeGrad, resolve, spike
 
 __all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
 
@@ -158,6 +159,7 @@ class CLIF(snn.Leaky):
         learn_graded_spikes_factor: bool = False,
         step_mode: str = "single",
         state_sequences: bool = False,
+        reset_delay: bool = False,
     ) -> None:
         # snnTorch's __init__ chain would keep a strong global reference and pick atan;
         # CLIF sets up its own attributes (and registers a weak one, see _register_live).
@@ -165,6 +167,8 @@ class CLIF(snn.Leaky):
         check_reset_mechanism(reset_mechanism)
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
+        if not isinstance(reset_delay, bool):
+            raise TypeError(f"reset_delay must be True or False, got {reset_delay!r}")
         if state_quant is not False and state_quant is not None and not callable(state_quant):
             raise TypeError(f"state_quant must be a callable or False, got {type(state_quant).__name__}")
         self.spike_grad = Disabled() if surrogate_disable else resolve(spike_grad)
@@ -175,6 +179,7 @@ class CLIF(snn.Leaky):
         self.output = output
         self.step_mode = step_mode
         self.state_sequences = state_sequences
+        self.reset_delay = reset_delay
 
         beta_t = _as_float_tensor(beta, "beta")
         if not learn_beta and bool(((beta_t < 0) | (beta_t > 1)).any()):
@@ -353,21 +358,17 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         if comp is None:
             self._follow_mem_detach()
+            fresh = self._mem.shape != shape  # empty, or the input's shape changed: zeros
             comp = self._kept_state(self._comp, shape, input_)
             mem = self._kept_state(self._mem, shape, input_)
         else:
+            fresh = mem.numel() == 0 if isinstance(mem, Tensor) else False
             comp = self._explicit_state(comp, "comp", shape)
             mem = self._explicit_state(mem, "mem", shape)
         beta = self.beta.clamp(0, 1) if self.beta.requires_grad else self.beta
-        common = dict(
-            beta=beta,
-            threshold=self.threshold,
-            spike_grad=self.spike_grad,
-            reset_mechanism=self._reset_mechanism,
-            graded_spikes_factor=self.graded_spikes_factor,
-            inhibition=self.inhibition,
-            state_quant=self.state_quant or None,
-        )
+        if self.reset_delay:
+            return self._forward_reset_delay(input_, comp, mem, fresh, beta, multi)
+        common = self._step_arguments(beta)
         if multi:
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
@@ -381,9 +382,86 @@ class CLIF(snn.Leaky):
             spk, comp, mem = clif_step(input_, comp, mem, **common)
             comp, mem = _not_a_view(comp), _not_a_view(mem)
             self._keep(comp, mem)
+        return self._returned(spk, comp, mem)
+
+    def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         if self.init_hidden and not self.output:
             return spk
         return spk, comp, mem
+
+    def _step_arguments(self, beta: Tensor) -> dict[str, Any]:
+        return dict(
+            beta=beta,
+            threshold=self.threshold,
+            spike_grad=self.spike_grad,
+            reset_mechanism=self._reset_mechanism,
+            graded_spikes_factor=self.graded_spikes_factor,
+            inhibition=self.inhibition,
+            state_quant=self.state_quant or None,
+        )
+
+    # --- reset_delay=True: report the membrane before the reset ------------------------
+    def _as_step_parameter(self, value: Tensor, x: Tensor) -> Tensor:
+        # The dtype the step itself uses (functional.as_parameter, then the reference's
+        # rounding to x's dtype), so that h computed here is the step's own h.
+        value = value.to(device=x.device, dtype=parameter_dtype(x.dtype))
+        return _in_input_dtype(value, x)  # type: ignore[return-value]
+
+    def _charge(self, u_prev: Tensor, x: Tensor, beta: Tensor) -> Tensor:
+        """:math:`h_t = \beta u_{t-1} + x_t` (with ``state_quant``, as the step applies it)."""
+        h = self._as_step_parameter(beta, x) * u_prev + x
+        return self.state_quant(h) if self.state_quant else h
+
+    def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
+        """:math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
+        t-1, with the surrogate gradient through its spike, as the step differentiates it."""
+        if self._reset_mechanism == "none":
+            return h
+        threshold = self._as_step_parameter(self.threshold, h)
+        s = spike(h - threshold, self.spike_grad)
+        if self.inhibition:  # the spike that step t-1 emitted: only the winner along dim 1
+            winner = torch.zeros_like(s)
+            winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
+            s = s * winner
+        if self._reset_mechanism == "subtract":
+            u = h - s * (threshold + torch.sigmoid(comp))
+        else:
+            u = (1 - s) * h - s * torch.sigmoid(comp)
+        return self.state_quant(u) if self.state_quant else u
+
+    def _forward_reset_delay(
+        self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, beta: Tensor, multi: bool
+    ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        # `mem` carries h_{t-1}, the membrane before step t-1's reset; apply that reset now,
+        # run the fused step from u_{t-1}, and report h_t instead of u_t. Zero (fresh)
+        # states mean "no step before": u_{-1} = 0, nothing to reset.
+        shape = input_.shape[1:] if multi else input_.shape
+        if fresh:
+            comp = comp if comp.numel() else input_.new_zeros(shape)
+            mem = input_.new_zeros(shape)
+        h_in = mem
+        u_prev = mem if fresh else self._delayed_reset(comp, mem)
+        common = self._step_arguments(beta)
+        if not multi:
+            spk, comp, _ = clif_step(input_, comp, u_prev, **common)
+            h = self._charge(u_prev, input_, beta)
+            comp, h = _not_a_view(comp), _not_a_view(h)
+            self._keep(comp, h)
+            return self._returned(spk, comp, h)
+        spk, comp_seq, u_seq = clif_sequence(input_, comp, u_prev, return_sequences=True, **common)
+        if input_.shape[0] == 0:  # nothing ran: the states stay as they came in
+            if self.state_sequences:
+                return self._returned(spk, comp_seq, u_seq)
+            self._keep(comp, h_in)
+            return self._returned(spk, comp, h_in)
+        if not self.state_sequences:  # only the last h: h_{T-1} = beta u_{T-2} + x_{T-1}
+            h_last = self._charge(u_seq[-2] if input_.shape[0] > 1 else u_prev, input_[-1], beta)
+            self._keep(comp_seq[-1], h_last)
+            return self._returned(spk, self._comp, self._mem)
+        u_prev_seq = torch.cat([u_prev.unsqueeze(0), u_seq[:-1]])  # u_{t-1} for every t
+        h_seq = self._charge(u_prev_seq, input_, beta)
+        self._keep(comp_seq[-1], h_seq[-1])
+        return self._returned(spk, _not_a_view(comp_seq), _not_a_view(h_seq))
 
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -402,6 +480,7 @@ class CLIF(snn.Leaky):
         return (
             f"beta={beta}, threshold={thr}, reset_mechanism={self._reset_mechanism!r}, "
             f"spike_grad={self.spike_grad!r}, step_mode={self.step_mode!r}, init_hidden={self.init_hidden}"
+            + (", reset_delay=True" if self.reset_delay else "")
         )
 
 
