@@ -55,20 +55,9 @@ def digits_28x28(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return images[train], labels[train], images[test], labels[test]
 
 
-class _DetachedDelayedReset(CLIF):
-    """Measurement only: ``reset_delay=True`` with the delayed reset's amount detached, as
-    snn.Leaky detaches its reset (not an option of CLIF: it changes the paper's gradient)."""
-
-    def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
-        amount = h.detach() - super()._delayed_reset(comp.detach(), h.detach())
-        return h - amount
-
-
 def neuron(kind: str, beta: float, output: bool = False, **extra) -> nn.Module:
     if kind == "leaky":
         return snn.Leaky(beta=beta, init_hidden=True, output=output, **extra)
-    if output and kind == "clif_delay_detached":
-        return _DetachedDelayedReset(beta=beta, init_hidden=True, output=True, reset_delay=True, **extra)
     reset = "none" if (output and kind == "clif_none") else "subtract"
     delay = output and kind == "clif_delay"
     return CLIF(beta=beta, init_hidden=True, output=output, reset_mechanism=reset, reset_delay=delay, **extra)
@@ -177,7 +166,7 @@ def count(kind: str, seed: int, iters: int) -> dict:
 
 
 RECIPES: dict[str, tuple[Callable[[str, int, int], dict], tuple[str, ...], int]] = {
-    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none", "clif_delay", "clif_delay_detached"), 60),
+    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none", "clif_delay"), 60),
     "count": (count, ("leaky", "clif", "clif_lr2", "clif_none"), 150),
 }
 

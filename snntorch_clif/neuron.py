@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step, parameter_dtype
 from .reference import _in_input_dtype
-from .surrogate import Disabled, SpikeGrad, resolve, spike
+from .surrogate import Disabled, SpikeGrad, resolve
 
 __all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
 
@@ -54,10 +54,8 @@ def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
 class CLIF(snn.Leaky):
     r"""Complementary Leaky Integrate-and-Fire neuron (Huang et al., ICML 2024).
 
-    A drop-in for ``snn.Leaky``: same constructor arguments (less ``reset_delay``: CLIF
-    resets in the step it fires, with gradient through the reset), plus a second hidden
-    state, the complementary potential ``comp`` (:math:`m`). For input current
-    :math:`x_t`:
+    A drop-in for ``snn.Leaky``: same constructor arguments, plus a second hidden state,
+    the complementary potential ``comp`` (:math:`m`). For input current :math:`x_t`:
 
     .. math::
         h_t &= \beta\, u_{t-1} + x_t \\
@@ -67,7 +65,8 @@ class CLIF(snn.Leaky):
         u_t &= (1 - s_t)\, h_t - s_t\, \sigma(m_t) \quad (\texttt{"zero"}, \text{hard reset})\\
         u_t &= h_t \quad (\texttt{"none"})
 
-    :math:`u` is ``mem``, :math:`m` is ``comp``; the output is :math:`s_t` times
+    :math:`u` is ``mem`` (with ``reset_delay=True``, :math:`h`: see below), :math:`m` is
+    ``comp``; the output is :math:`s_t` times
     ``graded_spikes_factor``. Defaults are the paper's: :math:`\beta = 0.5`
     (:math:`\tau = 2`), :math:`\theta = 1`, the rectangle surrogate of width 1.
 
@@ -99,11 +98,19 @@ class CLIF(snn.Leaky):
     ``snntorch.backprop.TBPTT``) detaches ``comp`` with it. Returned states are never
     views, so ``state.detach_()`` works on them.
 
-    The returned ``mem`` is the membrane after this step's reset. To read out an output
-    layer by its membrane (cross-entropy on ``mem`` at every step, as in snnTorch's
-    tutorial 5) and still count its spikes, give that layer
-    ``reset_mechanism="none"``: otherwise the loss teaches it never to fire (see the
-    *Coming from snn.Leaky* page).
+    **reset_delay.** By default (``reset_delay=False``, the paper's neuron) the returned
+    ``mem`` is :math:`u_t`, the membrane after this step's reset, and the gradient flows
+    through the reset. With ``reset_delay=True`` (snn.Leaky's default) the returned and
+    carried ``mem`` is :math:`h_t`, the membrane *before* the reset, and step t's reset is
+    applied at the start of step t+1, from the carried :math:`h_t` and :math:`m_t`, with
+    its spike :math:`H(h_t - \theta)` detached, as snn.Leaky detaches the spike of its
+    delayed reset. The spikes and ``comp`` are exactly those of ``reset_delay=False``;
+    only the reported membrane and the gradient through the reset differ. Use it on an
+    output layer read out by its membrane (cross-entropy on ``mem`` at every step, as in
+    snnTorch's tutorial 5) whose spikes are also counted: with the same-step reset and its
+    gradient, that loss teaches the layer never to fire (see the *Coming from snn.Leaky*
+    page). Each step stays the fused op; a ``"multi"`` sequence then runs as fused single
+    steps. With ``reset_mechanism="none"`` the option changes nothing.
 
     Args:
         beta: membrane decay :math:`\beta = 1 - 1/\tau`, in [0, 1]; float or tensor
@@ -126,6 +133,9 @@ class CLIF(snn.Leaky):
         step_mode: ``"single"`` (one step per call) or ``"multi"`` (``[T, ...]``).
         state_sequences: in multi-step mode, return the ``[T, ...]`` state sequences
             instead of the final states.
+        reset_delay: report and carry the membrane before the reset, :math:`h_t`, and
+            apply the reset (spike detached) at the next step, as ``snn.Leaky`` does.
+            Default ``False``: the paper's same-step reset.
 
     Example::
 
@@ -138,6 +148,10 @@ class CLIF(snn.Leaky):
         >>> seq = CLIF(step_mode="multi", init_hidden=True)
         >>> seq(torch.rand(10, 32, 128)).shape
         torch.Size([10, 32, 128])
+        >>> readout = CLIF(reset_delay=True)  # an output layer read out by its membrane
+        >>> spk, comp, h = readout(torch.tensor([1.5, 0.5]))
+        >>> spk, h                            # h_0 = x_0: the membrane before the reset
+        (tensor([1., 0.]), tensor([1.5000, 0.5000]))
     """
 
     _live: ClassVar[weakref.WeakSet[CLIF]] = weakref.WeakSet()
@@ -366,7 +380,7 @@ class CLIF(snn.Leaky):
             comp = self._explicit_state(comp, "comp", shape)
             mem = self._explicit_state(mem, "mem", shape)
         beta = self.beta.clamp(0, 1) if self.beta.requires_grad else self.beta
-        if self.reset_delay:
+        if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
             return self._forward_reset_delay(input_, comp, mem, fresh, beta, multi)
         common = self._step_arguments(beta)
         if multi:
@@ -414,15 +428,15 @@ class CLIF(snn.Leaky):
 
     def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
         """:math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
-        t-1, with the surrogate gradient through its spike, as the step differentiates it."""
-        if self._reset_mechanism == "none":
-            return h
+        t-1, its spike detached, as snn.Leaky detaches the spike of its delayed reset (its
+        surrogate gradient would teach a membrane-read output layer not to fire)."""
         threshold = self._as_step_parameter(self.threshold, h)
-        s = spike(h - threshold, self.spike_grad)
-        if self.inhibition:  # the spike that step t-1 emitted: only the winner along dim 1
-            winner = torch.zeros_like(s)
-            winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
-            s = s * winner
+        with torch.no_grad():
+            s = (h >= threshold).to(h.dtype)  # the spike step t-1 emitted (surrogate.spike's rule)
+            if self.inhibition:  # only the winner along dim 1 fired
+                winner = torch.zeros_like(s)
+                winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
+                s = s * winner
         if self._reset_mechanism == "subtract":
             u = h - s * (threshold + torch.sigmoid(comp))
         else:
@@ -432,36 +446,36 @@ class CLIF(snn.Leaky):
     def _forward_reset_delay(
         self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, beta: Tensor, multi: bool
     ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        # `mem` carries h_{t-1}, the membrane before step t-1's reset; apply that reset now,
-        # run the fused step from u_{t-1}, and report h_t instead of u_t. Zero (fresh)
-        # states mean "no step before": u_{-1} = 0, nothing to reset.
+        # `mem` carries h_{t-1}, the membrane before step t-1's reset: apply that reset now,
+        # run the fused step from u_{t-1}, and report h_t instead of u_t. A fresh (empty)
+        # state means no step before: u_{-1} = 0, nothing to reset.
+        # A sequence runs as fused single steps: the sequence kernel differentiates through
+        # its reset from step to step, and here the reset between steps is detached.
         shape = input_.shape[1:] if multi else input_.shape
         if fresh:
             comp = comp if comp.numel() else input_.new_zeros(shape)
             mem = input_.new_zeros(shape)
-        h_in = mem
-        u_prev = mem if fresh else self._delayed_reset(comp, mem)
         common = self._step_arguments(beta)
-        if not multi:
-            spk, comp, _ = clif_step(input_, comp, u_prev, **common)
-            h = self._charge(u_prev, input_, beta)
-            comp, h = _not_a_view(comp), _not_a_view(h)
-            self._keep(comp, h)
-            return self._returned(spk, comp, h)
-        spk, comp_seq, u_seq = clif_sequence(input_, comp, u_prev, return_sequences=True, **common)
-        if input_.shape[0] == 0:  # nothing ran: the states stay as they came in
+        h = mem
+        spikes, comps, hs = [], [], []
+        for x_t in input_.unbind(0) if multi else (input_,):
+            u_prev = h if fresh else self._delayed_reset(comp, h)
+            fresh = False
+            spk, comp, _ = clif_step(x_t, comp, u_prev, **common)
+            h = self._charge(u_prev, x_t, beta)
+            spikes.append(spk)
             if self.state_sequences:
-                return self._returned(spk, comp_seq, u_seq)
-            self._keep(comp, h_in)
-            return self._returned(spk, comp, h_in)
-        if not self.state_sequences:  # only the last h: h_{T-1} = beta u_{T-2} + x_{T-1}
-            h_last = self._charge(u_seq[-2] if input_.shape[0] > 1 else u_prev, input_[-1], beta)
-            self._keep(comp_seq[-1], h_last)
-            return self._returned(spk, self._comp, self._mem)
-        u_prev_seq = torch.cat([u_prev.unsqueeze(0), u_seq[:-1]])  # u_{t-1} for every t
-        h_seq = self._charge(u_prev_seq, input_, beta)
-        self._keep(comp_seq[-1], h_seq[-1])
-        return self._returned(spk, _not_a_view(comp_seq), _not_a_view(h_seq))
+                comps.append(comp)
+                hs.append(h)
+        self._keep(comp, h)
+        if not multi:
+            return self._returned(spikes[0], self._comp, self._mem)
+        spk_seq = torch.stack(spikes) if spikes else input_.new_zeros(input_.shape)
+        if not self.state_sequences:
+            return self._returned(spk_seq, self._comp, self._mem)
+        if not spikes:  # T = 0: empty state sequences
+            return self._returned(spk_seq, comp.unsqueeze(0)[:0], h.unsqueeze(0)[:0])
+        return self._returned(spk_seq, torch.stack(comps), torch.stack(hs))
 
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:

@@ -2,8 +2,8 @@
 
 With ``reset_delay=True`` the ``mem`` CLIF returns and carries is
 :math:`h_t = \\beta u_{t-1} + x_t`, and step t's reset is applied at the start of step t+1.
-The spikes, ``comp`` and any loss on the spikes must be those of ``reset_delay=False``;
-only the reported membrane differs. Checked on the fused kernel and the reference path,
+The spikes and ``comp`` must be those of ``reset_delay=False`` (the same neuron, forward);
+backward, the delayed reset is detached as snn.Leaky detaches its delayed reset. Checked on the fused kernel and the reference path,
 single and multi step, every reset mechanism and all three call modes.
 """
 
@@ -120,24 +120,63 @@ def test_first_step_charges_from_zero(name: str) -> None:
     assert torch.equal(explicit_zeros, x[0])
 
 
+def delayed_reset_oracle(x: Tensor, beta: Tensor, threshold: Tensor, reset: str) -> tuple[Tensor, Tensor]:
+    """(spikes, h) of reset_delay=True from its equations: step t-1's reset applied at step t,
+    its spike and sigma(m_{t-1}) detached (snn.Leaky's rule), then the reference step."""
+    comp = h = u = torch.zeros_like(x[0])
+    spikes, hs = [], []
+    for t, xt in enumerate(x):
+        if t > 0 and reset != "none":
+            s, b = (h >= threshold).to(h.dtype).detach(), torch.sigmoid(comp)
+            u = h - s * (threshold + b) if reset == "subtract" else (1 - s) * h - s * b
+        elif t > 0:
+            u = h
+        h = beta * u + xt
+        spk, comp, _ = clif_step_reference(xt, comp, u, beta, threshold, ATan(2.0), reset)
+        spikes.append(spk)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs)
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("multi", [False, True], ids=["single", "multi"])
 @pytest.mark.parametrize("reset", RESETS)
-def test_gradients_of_a_spike_loss_are_unchanged(name: str, multi: bool, reset: str) -> None:
+def test_gradients_detach_the_delayed_reset_as_leaky_does(name: str, multi: bool, reset: str) -> None:
+    # The forward is the paper's neuron; backward, the delayed reset is a constant (as in
+    # snn.Leaky): a loss on the spikes gets no "firing lowers the membrane" term from it.
     x = inputs(seed=1)
     weights = torch.randn(T, B, F, generator=torch.Generator().manual_seed(2))
+    grads = {}
+    for delay in ("same-step", "delayed", "oracle"):
+        xg = x.clone().requires_grad_()
+        clif = make(reset, delay == "delayed", multi, "implicit", spike_grad=ATan(2.0), learn_beta=True,
+                    learn_threshold=True, beta=torch.full((F,), 0.8))
+        if delay == "oracle":
+            spk, h = delayed_reset_oracle(xg, clif.beta, clif.threshold, reset)
+        else:
+            with backend(name):
+                spk, _, h = run(clif, xg, "implicit", multi)
+        ((spk + 0.1 * h) * weights).sum().backward()
+        grads[delay] = (xg.grad, clif.beta.grad, clif.threshold.grad)
+    for oracle, delayed in zip(grads["oracle"], grads["delayed"]):
+        assert oracle.abs().sum() > 0
+        torch.testing.assert_close(delayed, oracle, rtol=1e-5, atol=1e-6)
+    if reset != "none":  # the same-step neuron differentiates through its reset
+        assert not torch.allclose(grads["delayed"][0], grads["same-step"][0])
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("reset", RESETS)
+def test_spike_loss_gradient_of_the_first_step_is_unchanged(name: str, reset: str) -> None:
+    # From a fresh state no reset is pending: both options build the same graph.
     grads = []
     for delay in (False, True):
-        xg = x.clone().requires_grad_()
-        clif = make(reset, delay, multi, "implicit", spike_grad=ATan(2.0), learn_beta=True,
-                    learn_threshold=True, beta=torch.full((F,), 0.8))
+        x = inputs(seed=9)[0].requires_grad_()
         with backend(name):
-            spk, _, _ = run(clif, xg, "implicit", multi)
-        (spk * weights).sum().backward()
-        grads.append((xg.grad, clif.beta.grad, clif.threshold.grad))
-    for g0, g1 in zip(*grads):
-        assert g0.abs().sum() > 0
-        torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
+            spk, comp, _ = CLIF(beta=0.8, reset_mechanism=reset, reset_delay=delay, spike_grad=ATan(2.0))(x)
+        (spk.sum() + comp.sum()).backward()
+        grads.append(x.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[1], grads[0])
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["single", "multi"])
