@@ -103,8 +103,8 @@ class CLIF(snn.Leaky):
     through the reset. With ``reset_delay=True`` (snn.Leaky's default) the returned and
     carried ``mem`` is :math:`h_t`, the membrane *before* the reset, and step t's reset is
     applied at the start of step t+1, from the carried :math:`h_t` and :math:`m_t`, with
-    its spike :math:`H(h_t - \theta)` detached, as snn.Leaky detaches the spike of its
-    delayed reset. The spikes and ``comp`` are exactly those of ``reset_delay=False``;
+    its spike :math:`H(h_t - \theta)` and :math:`\sigma(m_t)` detached, as snn.Leaky
+    detaches its delayed reset. The spikes and ``comp`` are exactly those of ``reset_delay=False``;
     only the reported membrane and the gradient through the reset differ. Use it on an
     output layer read out by its membrane (cross-entropy on ``mem`` at every step, as in
     snnTorch's tutorial 5) whose spikes are also counted: with the same-step reset and its
@@ -134,7 +134,7 @@ class CLIF(snn.Leaky):
         state_sequences: in multi-step mode, return the ``[T, ...]`` state sequences
             instead of the final states.
         reset_delay: report and carry the membrane before the reset, :math:`h_t`, and
-            apply the reset (spike detached) at the next step, as ``snn.Leaky`` does.
+            apply the reset (detached) at the next step, as ``snn.Leaky`` does.
             Default ``False``: the paper's same-step reset.
 
     Example::
@@ -422,14 +422,15 @@ class CLIF(snn.Leaky):
         return _in_input_dtype(value, x)  # type: ignore[return-value]
 
     def _charge(self, u_prev: Tensor, x: Tensor, beta: Tensor) -> Tensor:
-        """:math:`h_t = \beta u_{t-1} + x_t` (with ``state_quant``, as the step applies it)."""
+        r""":math:`h_t = \beta u_{t-1} + x_t` (with ``state_quant``, as the step applies it)."""
         h = self._as_step_parameter(beta, x) * u_prev + x
         return self.state_quant(h) if self.state_quant else h
 
     def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
-        """:math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
-        t-1, its spike detached, as snn.Leaky detaches the spike of its delayed reset (its
-        surrogate gradient would teach a membrane-read output layer not to fire)."""
+        r""":math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
+        t-1, its spike and :math:`\sigma(m_{t-1})` detached, as snn.Leaky detaches its delayed
+        reset: a gradient through either (through the spike, or through :math:`m`, which
+        counts spikes) teaches a membrane-read output layer not to fire."""
         threshold = self._as_step_parameter(self.threshold, h)
         with torch.no_grad():
             s = (h >= threshold).to(h.dtype)  # the spike step t-1 emitted (surrogate.spike's rule)
@@ -437,10 +438,11 @@ class CLIF(snn.Leaky):
                 winner = torch.zeros_like(s)
                 winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
                 s = s * winner
+            reset_by = torch.sigmoid(comp)
         if self._reset_mechanism == "subtract":
-            u = h - s * (threshold + torch.sigmoid(comp))
+            u = h - s * (threshold + reset_by)
         else:
-            u = (1 - s) * h - s * torch.sigmoid(comp)
+            u = (1 - s) * h - s * reset_by
         return self.state_quant(u) if self.state_quant else u
 
     def _forward_reset_delay(
