@@ -10,7 +10,14 @@ import snntorch as snn
 import torch
 from torch import Tensor, nn
 
-from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step, parameter_dtype
+from .functional import (
+    check_input,
+    check_reset_mechanism,
+    check_state,
+    clif_sequence,
+    clif_step,
+    parameter_dtype,
+)
 from .reference import _in_input_dtype
 from .surrogate import Disabled, SpikeGrad, resolve
 
@@ -454,9 +461,8 @@ class CLIF(snn.Leaky):
         # A sequence runs as fused single steps: the sequence kernel differentiates through
         # its reset from step to step, and here the reset between steps is detached.
         shape = input_.shape[1:] if multi else input_.shape
-        if fresh:
-            comp = comp if comp.numel() else input_.new_zeros(shape)
-            mem = input_.new_zeros(shape)
+        comp = check_state(comp, "comp", input_, shape)  # the step's own checks, before use here
+        mem = check_state(mem, "mem", input_, shape)
         common = self._step_arguments(beta)
         h = mem
         spikes, comps, hs = [], [], []

@@ -314,3 +314,11 @@ def test_inhibition_and_state_quant_delay_the_same_reset() -> None:
         out.append(clif(x))
     assert torch.equal(out[1][0], out[0][0]) and out[0][0].sum(2).max() == 1
     torch.testing.assert_close(out[1][1], out[0][1], rtol=0, atol=1e-6)
+
+
+def test_bad_explicit_state_gets_the_steps_error() -> None:
+    clif = CLIF(reset_delay=True)
+    with pytest.raises(TypeError, match="mem must be a torch.Tensor"):
+        clif(torch.rand(3), torch.zeros(3), 0.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mem must have the input's dtype"):
+        clif(torch.rand(3), torch.zeros(3), torch.zeros(3, dtype=torch.float64))
