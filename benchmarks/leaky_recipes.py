@@ -7,7 +7,9 @@ no download):
     snnTorch tutorial 5: FC 784-1000-10, ``beta=0.95``, 25 steps of the static image,
     cross-entropy on the output layer's membrane at *every* step, Adam(5e-4), batch 128;
     test accuracy by **spike count**. Variants: ``leaky``; ``clif`` (the plain swap);
-    ``clif_none`` (the one documented change: output layer ``reset_mechanism="none"``).
+    ``clif_none`` (output layer ``reset_mechanism="none"``); ``clif_delay`` (the one
+    documented change: output layer ``reset_delay=True``, which reports the membrane before
+    the reset).
 ``count``
     snnTorch's quickstart / tutorial 7 target: ``mse_count_loss(correct_rate=0.8,
     incorrect_rate=0.2)`` (the correct neuron should fire in 80 % of the steps), the
@@ -21,6 +23,8 @@ Usage::
 
     .venv/bin/python benchmarks/leaky_recipes.py tutorial5 --seeds 0 1 --json t5.json
     .venv/bin/python benchmarks/leaky_recipes.py count --iters 300 --json count.json
+
+Measured tutorial-5 runs (469 iterations, every variant): ``benchmarks/recipes/tutorial5_reset_delay.json``.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ def neuron(kind: str, beta: float, output: bool = False, **extra) -> nn.Module:
     if kind == "leaky":
         return snn.Leaky(beta=beta, init_hidden=True, output=output, **extra)
     reset = "none" if (output and kind == "clif_none") else "subtract"
-    return CLIF(beta=beta, init_hidden=True, output=output, reset_mechanism=reset, **extra)
+    delay = output and kind == "clif_delay"
+    return CLIF(beta=beta, init_hidden=True, output=output, reset_mechanism=reset, reset_delay=delay, **extra)
 
 
 def run_steps(net: nn.Sequential, x: Tensor, steps: int) -> tuple[Tensor, Tensor]:
@@ -163,7 +168,7 @@ def count(kind: str, seed: int, iters: int) -> dict:
 
 
 RECIPES: dict[str, tuple[Callable[[str, int, int], dict], tuple[str, ...], int]] = {
-    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none"), 60),
+    "tutorial5": (tutorial5, ("leaky", "clif", "clif_none", "clif_delay"), 60),
     "count": (count, ("leaky", "clif", "clif_lr2", "clif_none"), 150),
 }
 

@@ -10,7 +10,15 @@ import snntorch as snn
 import torch
 from torch import Tensor, nn
 
-from .functional import check_input, check_reset_mechanism, clif_sequence, clif_step
+from .functional import (
+    check_input,
+    check_reset_mechanism,
+    check_state,
+    clif_sequence,
+    clif_step,
+    parameter_dtype,
+)
+from .reference import _in_input_dtype
 from .surrogate import Disabled, SpikeGrad, resolve
 
 __all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
@@ -53,10 +61,8 @@ def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
 class CLIF(snn.Leaky):
     r"""Complementary Leaky Integrate-and-Fire neuron (Huang et al., ICML 2024).
 
-    A drop-in for ``snn.Leaky``: same constructor arguments (less ``reset_delay``: CLIF
-    resets in the step it fires, with gradient through the reset), plus a second hidden
-    state, the complementary potential ``comp`` (:math:`m`). For input current
-    :math:`x_t`:
+    A drop-in for ``snn.Leaky``: same constructor arguments, plus a second hidden state,
+    the complementary potential ``comp`` (:math:`m`). For input current :math:`x_t`:
 
     .. math::
         h_t &= \beta\, u_{t-1} + x_t \\
@@ -66,7 +72,8 @@ class CLIF(snn.Leaky):
         u_t &= (1 - s_t)\, h_t - s_t\, \sigma(m_t) \quad (\texttt{"zero"}, \text{hard reset})\\
         u_t &= h_t \quad (\texttt{"none"})
 
-    :math:`u` is ``mem``, :math:`m` is ``comp``; the output is :math:`s_t` times
+    :math:`u` is ``mem`` (with ``reset_delay=True``, :math:`h`: see below), :math:`m` is
+    ``comp``; the output is :math:`s_t` times
     ``graded_spikes_factor``. Defaults are the paper's: :math:`\beta = 0.5`
     (:math:`\tau = 2`), :math:`\theta = 1`, the rectangle surrogate of width 1.
 
@@ -98,11 +105,19 @@ class CLIF(snn.Leaky):
     ``snntorch.backprop.TBPTT``) detaches ``comp`` with it. Returned states are never
     views, so ``state.detach_()`` works on them.
 
-    The returned ``mem`` is the membrane after this step's reset. To read out an output
-    layer by its membrane (cross-entropy on ``mem`` at every step, as in snnTorch's
-    tutorial 5) and still count its spikes, give that layer
-    ``reset_mechanism="none"``: otherwise the loss teaches it never to fire (see the
-    *Coming from snn.Leaky* page).
+    **reset_delay.** By default (``reset_delay=False``, the paper's neuron) the returned
+    ``mem`` is :math:`u_t`, the membrane after this step's reset, and the gradient flows
+    through the reset. With ``reset_delay=True`` (snn.Leaky's default) the returned and
+    carried ``mem`` is :math:`h_t`, the membrane *before* the reset, and step t's reset is
+    applied at the start of step t+1, from the carried :math:`h_t` and :math:`m_t`, with
+    its spike :math:`H(h_t - \theta)` and :math:`\sigma(m_t)` detached, as snn.Leaky
+    detaches its delayed reset. The spikes and ``comp`` are exactly those of ``reset_delay=False``;
+    only the reported membrane and the gradient through the reset differ. Use it on an
+    output layer read out by its membrane (cross-entropy on ``mem`` at every step, as in
+    snnTorch's tutorial 5) whose spikes are also counted: with the same-step reset and its
+    gradient, that loss teaches the layer never to fire (see the *Coming from snn.Leaky*
+    page). Each step stays the fused op; a ``"multi"`` sequence then runs as fused single
+    steps. With ``reset_mechanism="none"`` the option changes nothing.
 
     Args:
         beta: membrane decay :math:`\beta = 1 - 1/\tau`, in [0, 1]; float or tensor
@@ -125,6 +140,9 @@ class CLIF(snn.Leaky):
         step_mode: ``"single"`` (one step per call) or ``"multi"`` (``[T, ...]``).
         state_sequences: in multi-step mode, return the ``[T, ...]`` state sequences
             instead of the final states.
+        reset_delay: report and carry the membrane before the reset, :math:`h_t`, and
+            apply the reset (detached) at the next step, as ``snn.Leaky`` does.
+            Default ``False``: the paper's same-step reset.
 
     Example::
 
@@ -137,6 +155,10 @@ class CLIF(snn.Leaky):
         >>> seq = CLIF(step_mode="multi", init_hidden=True)
         >>> seq(torch.rand(10, 32, 128)).shape
         torch.Size([10, 32, 128])
+        >>> readout = CLIF(reset_delay=True)  # an output layer read out by its membrane
+        >>> spk, comp, h = readout(torch.tensor([1.5, 0.5]))
+        >>> spk, h                            # h_0 = x_0: the membrane before the reset
+        (tensor([1., 0.]), tensor([1.5000, 0.5000]))
     """
 
     _live: ClassVar[weakref.WeakSet[CLIF]] = weakref.WeakSet()
@@ -158,6 +180,7 @@ class CLIF(snn.Leaky):
         learn_graded_spikes_factor: bool = False,
         step_mode: str = "single",
         state_sequences: bool = False,
+        reset_delay: bool = False,
     ) -> None:
         # snnTorch's __init__ chain would keep a strong global reference and pick atan;
         # CLIF sets up its own attributes (and registers a weak one, see _register_live).
@@ -165,6 +188,8 @@ class CLIF(snn.Leaky):
         check_reset_mechanism(reset_mechanism)
         if step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {STEP_MODES}, got {step_mode!r}")
+        if not isinstance(reset_delay, bool):
+            raise TypeError(f"reset_delay must be True or False, got {reset_delay!r}")
         if state_quant is not False and state_quant is not None and not callable(state_quant):
             raise TypeError(f"state_quant must be a callable or False, got {type(state_quant).__name__}")
         self.spike_grad = Disabled() if surrogate_disable else resolve(spike_grad)
@@ -175,6 +200,7 @@ class CLIF(snn.Leaky):
         self.output = output
         self.step_mode = step_mode
         self.state_sequences = state_sequences
+        self.reset_delay = reset_delay
 
         beta_t = _as_float_tensor(beta, "beta")
         if not learn_beta and bool(((beta_t < 0) | (beta_t > 1)).any()):
@@ -353,21 +379,17 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         if comp is None:
             self._follow_mem_detach()
+            fresh = self._mem.shape != shape  # empty, or the input's shape changed: zeros
             comp = self._kept_state(self._comp, shape, input_)
             mem = self._kept_state(self._mem, shape, input_)
         else:
+            fresh = mem.numel() == 0 if isinstance(mem, Tensor) else False
             comp = self._explicit_state(comp, "comp", shape)
             mem = self._explicit_state(mem, "mem", shape)
         beta = self.beta.clamp(0, 1) if self.beta.requires_grad else self.beta
-        common = dict(
-            beta=beta,
-            threshold=self.threshold,
-            spike_grad=self.spike_grad,
-            reset_mechanism=self._reset_mechanism,
-            graded_spikes_factor=self.graded_spikes_factor,
-            inhibition=self.inhibition,
-            state_quant=self.state_quant or None,
-        )
+        if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
+            return self._forward_reset_delay(input_, comp, mem, fresh, beta, multi)
+        common = self._step_arguments(beta)
         if multi:
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
@@ -381,9 +403,87 @@ class CLIF(snn.Leaky):
             spk, comp, mem = clif_step(input_, comp, mem, **common)
             comp, mem = _not_a_view(comp), _not_a_view(mem)
             self._keep(comp, mem)
+        return self._returned(spk, comp, mem)
+
+    def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         if self.init_hidden and not self.output:
             return spk
         return spk, comp, mem
+
+    def _step_arguments(self, beta: Tensor) -> dict[str, Any]:
+        return dict(
+            beta=beta,
+            threshold=self.threshold,
+            spike_grad=self.spike_grad,
+            reset_mechanism=self._reset_mechanism,
+            graded_spikes_factor=self.graded_spikes_factor,
+            inhibition=self.inhibition,
+            state_quant=self.state_quant or None,
+        )
+
+    # --- reset_delay=True: report the membrane before the reset ------------------------
+    def _as_step_parameter(self, value: Tensor, x: Tensor) -> Tensor:
+        # The dtype the step itself uses (functional.as_parameter, then the reference's
+        # rounding to x's dtype), so that h computed here is the step's own h.
+        value = value.to(device=x.device, dtype=parameter_dtype(x.dtype))
+        return _in_input_dtype(value, x)  # type: ignore[return-value]
+
+    def _charge(self, u_prev: Tensor, x: Tensor, beta: Tensor) -> Tensor:
+        r""":math:`h_t = \beta u_{t-1} + x_t` (with ``state_quant``, as the step applies it)."""
+        h = self._as_step_parameter(beta, x) * u_prev + x
+        return self.state_quant(h) if self.state_quant else h
+
+    def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
+        r""":math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
+        t-1, its spike and :math:`\sigma(m_{t-1})` detached, as snn.Leaky detaches its delayed
+        reset: a gradient through either (through the spike, or through :math:`m`, which
+        counts spikes) teaches a membrane-read output layer not to fire."""
+        threshold = self._as_step_parameter(self.threshold, h)
+        with torch.no_grad():
+            s = (h >= threshold).to(h.dtype)  # the spike step t-1 emitted (surrogate.spike's rule)
+            if self.inhibition:  # only the winner along dim 1 fired
+                winner = torch.zeros_like(s)
+                winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
+                s = s * winner
+            reset_by = torch.sigmoid(comp)
+        if self._reset_mechanism == "subtract":
+            u = h - s * (threshold + reset_by)
+        else:
+            u = (1 - s) * h - s * reset_by
+        return self.state_quant(u) if self.state_quant else u
+
+    def _forward_reset_delay(
+        self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, beta: Tensor, multi: bool
+    ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        # `mem` carries h_{t-1}, the membrane before step t-1's reset: apply that reset now,
+        # run the fused step from u_{t-1}, and report h_t instead of u_t. A fresh (empty)
+        # state means no step before: u_{-1} = 0, nothing to reset.
+        # A sequence runs as fused single steps: the sequence kernel differentiates through
+        # its reset from step to step, and here the reset between steps is detached.
+        shape = input_.shape[1:] if multi else input_.shape
+        comp = check_state(comp, "comp", input_, shape)  # the step's own checks, before use here
+        mem = check_state(mem, "mem", input_, shape)
+        common = self._step_arguments(beta)
+        h = mem
+        spikes, comps, hs = [], [], []
+        for x_t in input_.unbind(0) if multi else (input_,):
+            u_prev = h if fresh else self._delayed_reset(comp, h)
+            fresh = False
+            spk, comp, _ = clif_step(x_t, comp, u_prev, **common)
+            h = self._charge(u_prev, x_t, beta)
+            spikes.append(spk)
+            if self.state_sequences:
+                comps.append(comp)
+                hs.append(h)
+        self._keep(comp, h)
+        if not multi:
+            return self._returned(spikes[0], self._comp, self._mem)
+        spk_seq = torch.stack(spikes) if spikes else input_.new_zeros(input_.shape)
+        if not self.state_sequences:
+            return self._returned(spk_seq, self._comp, self._mem)
+        if not spikes:  # T = 0: empty state sequences
+            return self._returned(spk_seq, comp.unsqueeze(0)[:0], h.unsqueeze(0)[:0])
+        return self._returned(spk_seq, torch.stack(comps), torch.stack(hs))
 
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -402,6 +502,7 @@ class CLIF(snn.Leaky):
         return (
             f"beta={beta}, threshold={thr}, reset_mechanism={self._reset_mechanism!r}, "
             f"spike_grad={self.spike_grad!r}, step_mode={self.step_mode!r}, init_hidden={self.init_hidden}"
+            + (", reset_delay=True" if self.reset_delay else "")
         )
 
 
