@@ -17,6 +17,8 @@
 #include "../clif_math.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/CPUAllocator.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -26,13 +28,16 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #if defined(__GNUC__)
@@ -475,21 +480,33 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   }
 }
 
-// Ask the kernel to back a large fresh output buffer with 2 MiB pages before anything
-// touches it. PyTorch's CPU allocator takes big buffers straight from mmap (glibc does so
-// above its 32 MiB threshold) and does not madvise them unless THP_MEM_ALLOC_ENABLE=1, so
-// with transparent huge pages in "madvise" mode (the usual default) every call faulted its
-// outputs in 4 KiB at a time: one fault per 4 KiB of spikes, saved h/m and dx, 131,000 per
-// call at T=256, N=131072, the cost that grew with T. Only whole 2 MiB-aligned pages inside
-// the buffer are advised; the advice is a hint (ignored when THP is off, a no-op on pages
-// already present), so errors are ignored too.
+// ---------------------------------------------------------------------------------------
+// Output memory: large outputs come from a pool of reused mappings in 2 MiB pages.
+// ---------------------------------------------------------------------------------------
+// PyTorch's CPU allocator gets large buffers straight from mmap (glibc does so above its
+// dynamic threshold, at most 32 MiB) and unmaps them when they are freed, so every call got
+// its spikes, saved h/m and dx as fresh pages, which the OS faults in and zeroes on first
+// touch: one minor fault per 4 KiB (131,203 per forward+backward at T=256, N=131072) and,
+// even in 2 MiB pages, ~2 ns per neuron-step of system time zeroing them, 40 % of the call;
+// it grew with T because the buffers crossed that threshold. The pool keeps freed buffers
+// mapped and hands them to the next request of (nearly) the same size: a training loop asks
+// for the same sizes every step. New mappings are advised to use 2 MiB pages (THP's
+// default mode is "madvise"; PyTorch only asks with THP_MEM_ALLOC_ENABLE=1).
+//
+// Bounds: what the pool holds (in use + cached) never exceeds the most it ever had in use at
+// once; a cached buffer that no request took within the next 64 + 2 x (buffers the pool
+// holds) pooled requests (two rounds of a repeating workload) is unmapped; cached bytes never
+// exceed SNNTORCH_CLIF_CPU_POOL_MB (default: 1/8 of physical memory).
+// SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty, still advised to use
+// 2 MiB pages).
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Advise 2 MiB pages for the whole 2 MiB-aligned pages inside [data, data + bytes). A
+// hint: ignored when THP is off, no effect on pages already present; errors are ignored.
 void advise_huge_pages(void* data, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  constexpr size_t kMinBytes = 4 * kHuge;  // smaller buffers are reused by malloc, not faulted
-  if (bytes < kMinBytes) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHugePage - 1);
   if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 #else
   (void)data;
@@ -497,8 +514,155 @@ void advise_huge_pages(void* data, size_t bytes) {
 #endif
 }
 
-void advise_huge_pages(const at::Tensor& t) {
-  if (t.defined()) advise_huge_pages(t.data_ptr(), t.nbytes());
+class OutputPool final : public c10::Allocator {
+ public:
+  // Smaller requests go to PyTorch's allocator (malloc's heap reuses them well).
+  static constexpr size_t kMinBytes = size_t(256) << 10;
+
+  static OutputPool& get() {
+    static OutputPool* pool = new OutputPool();  // never destroyed: tensors may die after exit handlers
+    return *pool;
+  }
+
+  bool enabled() const { return cap_ > 0; }
+
+  at::DataPtr allocate(size_t bytes) override {
+    if (bytes < kMinBytes || cap_ == 0) return c10::GetCPUAllocator()->allocate(bytes);
+    const size_t size = mapped_size(bytes);
+    Block* block = take(size);
+    if (block == nullptr) block = map(size);
+    if (block == nullptr) return c10::GetCPUAllocator()->allocate(bytes);  // out of memory: its error
+    return {block->base, block, &OutputPool::release, at::Device(at::kCPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  struct Block {
+    void* base;
+    size_t size;        // bytes mapped
+    uint64_t released;  // request count when it was last given back
+  };
+
+  OutputPool() {
+#if defined(__linux__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    cap_ = pages > 0 && page > 0 ? size_t(pages) * size_t(page) / 8 : 0;
+    if (const char* env = std::getenv("SNNTORCH_CLIF_CPU_POOL_MB")) {
+      char* end = nullptr;
+      const long long mb = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && mb >= 0) cap_ = size_t(mb) << 20;
+    }
+#endif
+  }
+
+  static size_t mapped_size(size_t bytes) {
+    const size_t unit = bytes >= 4 * kHugePage ? kHugePage : size_t(64) << 10;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+  // A cached block of size..size*1.25 bytes (the smallest; an exact fit at once, scanning
+  // from the most recently freed), or nullptr after making room for a new one.
+  Block* take(size_t size) {
+    std::vector<Block*> unmap_later;
+    Block* found = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++requests_;
+      size_t at = cached_.size();
+      for (size_t i = cached_.size(); i-- > 0;) {
+        const size_t have = cached_[i]->size;
+        if (have >= size && have <= size + size / 4 && (found == nullptr || have < found->size)) {
+          found = cached_[i];
+          at = i;
+          if (have == size) break;
+        }
+      }
+      if (found != nullptr) {
+        cached_.erase(cached_.begin() + static_cast<std::ptrdiff_t>(at));
+        cached_bytes_ -= found->size;
+        in_use_ += found->size;
+      } else {
+        in_use_ += size;  // reserved now, mapped outside the lock
+        peak_ = std::max(peak_, in_use_);
+      }
+      ++blocks_in_use_;
+      // Oldest first: drop stale blocks, and as many as keep in use + cached <= peak.
+      const uint64_t max_age = 64 + 2 * (blocks_in_use_ + cached_.size());
+      while (!cached_.empty() &&
+             (requests_ - cached_.front()->released > max_age || in_use_ + cached_bytes_ > peak_)) {
+        cached_bytes_ -= cached_.front()->size;
+        unmap_later.push_back(cached_.front());
+        cached_.erase(cached_.begin());
+      }
+    }
+    for (Block* b : unmap_later) unmap(b);
+    return found;
+  }
+
+  Block* map(size_t size) {
+#if defined(__linux__)
+    const size_t align = size >= 4 * kHugePage ? kHugePage : 0;
+    void* p = mmap(nullptr, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+      const uintptr_t base = align ? (raw + align - 1) & ~(align - 1) : raw;
+      if (base > raw) munmap(p, base - raw);  // trim to a 2 MiB boundary
+      if (raw + align > base) munmap(reinterpret_cast<void*>(base + size), raw + align - base);
+      if (align) advise_huge_pages(reinterpret_cast<void*>(base), size);
+      return new Block{reinterpret_cast<void*>(base), size, 0};
+    }
+#endif
+    std::lock_guard<std::mutex> lock(mu_);
+    in_use_ -= size;
+    --blocks_in_use_;
+    return nullptr;
+  }
+
+  static void unmap(Block* b) {
+#if defined(__linux__)
+    munmap(b->base, b->size);
+#endif
+    delete b;
+  }
+
+  static void release(void* ctx) { get().give_back(static_cast<Block*>(ctx)); }
+
+  void give_back(Block* b) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= b->size;
+      --blocks_in_use_;
+      if (cached_bytes_ + b->size <= cap_) {
+        b->released = requests_;
+        cached_.push_back(b);
+        cached_bytes_ += b->size;
+        return;
+      }
+    }
+    unmap(b);
+  }
+
+  size_t cap_ = 0;
+  std::mutex mu_;
+  std::vector<Block*> cached_;  // oldest release first
+  size_t cached_bytes_ = 0, in_use_ = 0, peak_ = 0;
+  uint64_t requests_ = 0, blocks_in_use_ = 0;
+};
+
+// An output shaped like `t` (just allocated by clif_checks.h, untouched) from the pool;
+// `t` itself when small. The discarded `t` was never touched, so it cost no page fault.
+at::Tensor pooled(const at::Tensor& t) {
+  if (!t.defined() || t.nbytes() < OutputPool::kMinBytes) return t;
+  OutputPool& pool = OutputPool::get();
+  if (!pool.enabled()) {
+    advise_huge_pages(t.data_ptr(), t.nbytes());
+    return t;
+  }
+  return at::detail::empty_generic(t.sizes(), &pool, c10::DispatchKeySet(c10::DispatchKey::CPU), t.scalar_type(),
+                                   std::nullopt);
 }
 
 // Few neuron-steps: one thread (thread start-up costs more than the work).
@@ -517,12 +681,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
   ForwardOutputs o = allocate_forward(x, return_sequences, save);
-  advise_huge_pages(o.spk);
-  advise_huge_pages(o.saved);
-  if (return_sequences) {
-    advise_huge_pages(o.comp);
-    advise_huge_pages(o.mem);
-  }
+  for (at::Tensor* t : {&o.spk, &o.comp, &o.mem, &o.saved}) *t = pooled(*t);
   const int64_t T = x.size(0), N = x.size(1);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "clif_forward_cpu", [&] {
     using S = Acc<scalar_t>;
@@ -556,7 +715,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     double surrogate_param, bool param_grads) {
   check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
   BackwardOutputs o = allocate_backward(grad_spk, param_grads);
-  advise_huge_pages(o.dx);
+  for (at::Tensor* t : {&o.dx, &o.dcomp0, &o.dmem0, &o.dbeta, &o.dthreshold, &o.dgsf}) *t = pooled(*t);
   const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
   const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
   const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
