@@ -62,13 +62,14 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def timed(fn: Callable[[], None]) -> tuple[float, int]:
-    """(seconds, minor page faults) of one call."""
+def timed(fn: Callable[[], None], calls: int = 1) -> tuple[float, float]:
+    """(seconds, minor page faults) per call, over ``calls`` back-to-back calls."""
     f0 = minor_faults()
     t0 = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     t1 = time.perf_counter()
-    return t1 - t0, minor_faults() - f0
+    return (t1 - t0) / calls, (minor_faults() - f0) / calls
 
 
 def cpu_name() -> str:
@@ -132,15 +133,22 @@ def make_case(T: int, N: int, leaky: bool) -> Case:
     return case
 
 
-def run_interleaved(case: Case, reps: int) -> dict[str, list[tuple[float, int]]]:
-    for fn in case.values():  # warm-up: allocator, lazy initialisation, one-time warnings
+def run_interleaved(case: Case, reps: int, min_sample_s: float = 0.02) -> dict[str, list[tuple[float, float]]]:
+    """Per competitor, ``reps`` samples of (seconds, faults) per call, in a rotating order.
+
+    A sample repeats a short call until it lasts ``min_sample_s``, so that a small case is not
+    timed as one cold call right after the cache-flushing copy.
+    """
+    calls = {}
+    for name, fn in case.items():  # warm-up (allocator, lazy initialisation, warnings), then calibrate
         fn()
-    out: dict[str, list[tuple[float, int]]] = {name: [] for name in case}
+        calls[name] = max(1, int(min_sample_s / max(timed(fn)[0], 1e-7)))
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in case}
     names = list(case)
     for r in range(reps):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            out[name].append(timed(case[name]))
+            out[name].append(timed(case[name], calls[name]))
     return out
 
 
@@ -227,7 +235,7 @@ def call_overhead(reps: int, calls: int) -> dict:
         ("clif_step_fwd_bwd", clif_fb), ("leaky_step_fwd_bwd", leaky_fb), ("clif_multi_T4_fwd_bwd", clif_multi_fb),
         ("clif_step_fwd", clif_fwd), ("leaky_step_fwd", leaky_fwd),
     ]}
-    runs = run_interleaved(case, reps)
+    runs = run_interleaved(case, reps, min_sample_s=0.0)
     us = {name: [t / calls * 1e6 for t, _ in samples] for name, samples in runs.items()}
 
     def ratio(a: str, b: str) -> float:
