@@ -70,6 +70,29 @@ constexpr int64_t kBlock = 1024;
 // ---------------------------------------------------------------------------------------
 // Row functions: one time step for `len` neurons, all operands in the compute type S.
 // ---------------------------------------------------------------------------------------
+// Rows of the next time step to fetch while this one computes (nullptr: none). Each row of a
+// block is a separate 4 KiB piece at a stride of N values, where the hardware prefetcher
+// starts over; asking for the next step's lines a chunk at a time overlaps those misses
+// with the exp/divide chains of this step.
+template <typename S>
+struct NextRows {
+  const S* read[3] = {nullptr, nullptr, nullptr};
+  S* write[3] = {nullptr, nullptr, nullptr};
+};
+
+template <typename S>
+CLIF_FORCE_INLINE void prefetch_chunk(const NextRows<S>& next, int64_t c0, int64_t len) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(S));
+  for (int k = 0; k < 3; ++k) {
+    if (next.read[k] != nullptr) {
+      for (int64_t i = 0; i < len; i += kLine) __builtin_prefetch(next.read[k] + c0 + i, 0, 3);
+    }
+    if (next.write[k] != nullptr) {
+      for (int64_t i = 0; i < len; i += kLine) __builtin_prefetch(next.write[k] + c0 + i, 1, 3);
+    }
+  }
+}
+
 template <typename S>
 struct FwdRow {
   int64_t len;
@@ -82,6 +105,7 @@ struct FwdRow {
   S* spk;
   S* h_save;  // nullptr: no autograd, nothing saved
   S* m_save;
+  NextRows<S> next;
 };
 
 // Two loops per row (clif_forward_pre, then clif_forward_post), over chunks that keep the
@@ -93,6 +117,7 @@ CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
   alignas(64) S abuf[kChunk], hbuf[kChunk], mbuf[kChunk];
   for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
     const int64_t len = std::min(kChunk, r.len - c0);
+    prefetch_chunk(r.next, c0, len);
     const S* CLIF_RESTRICT x = r.x + c0;
     S* CLIF_RESTRICT u = r.u + c0;
     S* CLIF_RESTRICT m = r.m + c0;
@@ -176,39 +201,44 @@ struct BwdRow {
   S* pbeta;
   S* ptheta;
   S* pgsf;
+  NextRows<S> next;
 };
 
 template <typename S, int RESET, int KIND>
 CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
-  const S* CLIF_RESTRICT h = r.h;
-  const S* CLIF_RESTRICT m_prev = r.m_prev;
-  const S* CLIF_RESTRICT u_prev = r.u_prev;
-  const S* CLIF_RESTRICT b = r.b;
-  const S* CLIF_RESTRICT dspk = r.dspk;
-  const S* CLIF_RESTRICT du = r.du;
-  const S* CLIF_RESTRICT dm = r.dm;
-  S* CLIF_RESTRICT GU = r.GU;
-  S* CLIF_RESTRICT GM = r.GM;
-  const S* CLIF_RESTRICT beta = r.beta;
-  const S* CLIF_RESTRICT theta = r.theta;
-  const S* CLIF_RESTRICT gsf = r.gsf;
-  S* CLIF_RESTRICT dx = r.dx;
-  S* CLIF_RESTRICT pbeta = r.pbeta;
-  S* CLIF_RESTRICT ptheta = r.ptheta;
-  S* CLIF_RESTRICT pgsf = r.pgsf;
+  constexpr int64_t kChunk = 256;
   const SurrogateConsts<S> sc = r.sc;
-  const int64_t len = r.len;
+  for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, r.len - c0);
+    prefetch_chunk(r.next, c0, len);
+    const S* CLIF_RESTRICT h = r.h + c0;
+    const S* CLIF_RESTRICT m_prev = r.m_prev + c0;
+    const S* CLIF_RESTRICT u_prev = r.u_prev + c0;
+    const S* CLIF_RESTRICT b = r.b + c0;
+    const S* CLIF_RESTRICT dspk = r.dspk + c0;
+    const S* CLIF_RESTRICT du = r.du + c0;
+    const S* CLIF_RESTRICT dm = r.dm + c0;
+    S* CLIF_RESTRICT GU = r.GU + c0;
+    S* CLIF_RESTRICT GM = r.GM + c0;
+    const S* CLIF_RESTRICT beta = r.beta + c0;
+    const S* CLIF_RESTRICT theta = r.theta + c0;
+    const S* CLIF_RESTRICT gsf = r.gsf + c0;
+    S* CLIF_RESTRICT dx = r.dx + c0;
+    S* CLIF_RESTRICT pbeta = r.pbeta + c0;
+    S* CLIF_RESTRICT ptheta = r.ptheta + c0;
+    S* CLIF_RESTRICT pgsf = r.pgsf + c0;
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
-    S gu = GU[i], gm = GM[i];
-    dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
-                                               dspk[i], du[i], dm[i], gu, gm, pg);
-    GU[i] = gu;
-    GM[i] = gm;
-    pbeta[i] = pg.beta;
-    ptheta[i] = pg.theta;
-    pgsf[i] = pg.gsf;
+    for (int64_t i = 0; i < len; ++i) {
+      ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
+      S gu = GU[i], gm = GM[i];
+      dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
+                                                 dspk[i], du[i], dm[i], gu, gm, pg);
+      GU[i] = gu;
+      GM[i] = gm;
+      pbeta[i] = pg.beta;
+      ptheta[i] = pg.theta;
+      pgsf[i] = pg.gsf;
+    }
   }
 }
 
@@ -365,6 +395,16 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
       }
       row.h_save = j.saved ? j.saved + off : nullptr;
       row.m_save = j.saved ? j.saved + (T + 1 + t) * N + n0 : nullptr;
+      if constexpr (kSame) {
+        if (t + 1 < T) {
+          row.next.read[0] = j.x + off + N;
+          row.next.write[0] = j.spk + off + N;
+          if (j.saved) {
+            row.next.write[1] = row.h_save + N;
+            row.next.write[2] = row.m_save + N;
+          }
+        }
+      }
       k.forward[j.reset](row);
       if constexpr (!kSame) store(sbuf, j.spk + off, len);
       if (j.return_sequences) {
@@ -452,6 +492,16 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
       row.pbeta = pb;
       row.ptheta = pt;
       row.pgsf = pg;
+      if constexpr (kSame) {
+        if (t > 0) {
+          row.next.read[0] = j.gspk + off - N;
+          row.next.write[0] = j.dx + off - N;
+          if (t > 1) {
+            row.next.read[1] = saved + off - 2 * N;          // h_{t-2}
+            row.next.read[2] = saved + (T + t - 1) * N + n0;  // m_{t-2}
+          }
+        }
+      }
       if constexpr (kSame) {
         row.dspk = j.gspk + off;
         row.du = j.gmem_seq ? j.gmem + off : zero;
