@@ -546,8 +546,8 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
 // Bounds: what the pool holds (in use + cached) never exceeds the most it ever had in use at
 // once; a cached buffer that no request took within the next 64 + 2 x (buffers the pool
 // holds) pooled requests (two rounds of a repeating workload) is unmapped; cached bytes never
-// exceed SNNTORCH_CLIF_CPU_POOL_MB (default: 1/8 of physical memory).
-// SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty, still advised to use
+// exceed SNNTORCH_CLIF_CPU_POOL_MB (default: 1/8 of physical memory); at most kMaxBlocks
+// mappings are held. SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty, still advised to use
 // 2 MiB pages).
 constexpr size_t kHugePage = size_t(2) << 20;
 
@@ -568,6 +568,9 @@ class OutputPool final : public c10::Allocator {
  public:
   // Smaller requests go to PyTorch's allocator (malloc's heap reuses them well).
   static constexpr size_t kMinBytes = size_t(256) << 10;
+  // Mappings held at most (each is a kernel VMA, of vm.max_map_count ~65k per process): a
+  // long single-step loop keeps every step's outputs alive; past this they use malloc.
+  static constexpr size_t kMaxBlocks = 1024;
 
   static OutputPool& get() {
     static OutputPool* pool = new OutputPool();  // never destroyed: tensors may die after exit handlers
@@ -579,9 +582,10 @@ class OutputPool final : public c10::Allocator {
   at::DataPtr allocate(size_t bytes) override {
     if (bytes < kMinBytes || cap_ == 0) return c10::GetCPUAllocator()->allocate(bytes);
     const size_t size = mapped_size(bytes);
-    Block* block = take(size);
-    if (block == nullptr) block = map(size);
-    if (block == nullptr) return c10::GetCPUAllocator()->allocate(bytes);  // out of memory: its error
+    bool room = true;
+    Block* block = take(size, room);
+    if (block == nullptr && room) block = map(size);
+    if (block == nullptr) return c10::GetCPUAllocator()->allocate(bytes);  // full, or out of memory: its error
     return {block->base, block, &OutputPool::release, at::Device(at::kCPU)};
   }
 
@@ -614,8 +618,9 @@ class OutputPool final : public c10::Allocator {
   }
 
   // A cached block of size..size*1.25 bytes (the smallest; an exact fit at once, scanning
-  // from the most recently freed), or nullptr after making room for a new one.
-  Block* take(size_t size) {
+  // from the most recently freed), or nullptr after making room for a new one (`room`
+  // false: the pool holds kMaxBlocks in use, the request goes to PyTorch's allocator).
+  Block* take(size_t size, bool& room) {
     std::vector<Block*> unmap_later;
     Block* found = nullptr;
     {
@@ -630,6 +635,8 @@ class OutputPool final : public c10::Allocator {
           if (have == size) break;
         }
       }
+      room = found != nullptr || blocks_in_use_ < kMaxBlocks;
+      if (!room) return nullptr;
       if (found != nullptr) {
         cached_.erase(cached_.begin() + static_cast<std::ptrdiff_t>(at));
         cached_bytes_ -= found->size;
@@ -639,10 +646,11 @@ class OutputPool final : public c10::Allocator {
         peak_ = std::max(peak_, in_use_);
       }
       ++blocks_in_use_;
-      // Oldest first: drop stale blocks, and as many as keep in use + cached <= peak.
+      // Oldest first: drop stale blocks, and as many as keep in use + cached <= peak and
+      // the number of mappings <= kMaxBlocks.
       const uint64_t max_age = 64 + 2 * (blocks_in_use_ + cached_.size());
-      while (!cached_.empty() &&
-             (requests_ - cached_.front()->released > max_age || in_use_ + cached_bytes_ > peak_)) {
+      while (!cached_.empty() && (requests_ - cached_.front()->released > max_age ||
+                                  in_use_ + cached_bytes_ > peak_ || blocks_in_use_ + cached_.size() > kMaxBlocks)) {
         cached_bytes_ -= cached_.front()->size;
         unmap_later.push_back(cached_.front());
         cached_.erase(cached_.begin());
