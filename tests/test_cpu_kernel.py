@@ -2,9 +2,9 @@
 
 tests/test_ops.py checks the kernel's numbers against the reference on small problems;
 these tests check what changes with the problem's size and the machine: neurons are cut
-into blocks and spread over threads, the saved buffer has a blocked CPU layout, and large
-outputs come from a pool of reused memory (csrc/cpu/clif_cpu.cpp). None of that may change
-a single bit of any result.
+into blocks of 1024 and spread over threads, the next time step's rows are prefetched, and
+large outputs come from a pool of reused memory (csrc/cpu/clif_cpu.cpp). None of that may
+change a single bit of any result.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def threads():
 def test_results_do_not_depend_on_blocks_or_threads(dtype: torch.dtype, T: int, threads: None) -> None:
     """Several blocks of 1024 neurons and a partial one: each neuron's results are the same
     bits whether it runs in the whole problem, in a slice cut across the blocks, or on 1 or 2
-    threads (a wrong block offset in the saved buffer would mix neurons up)."""
+    threads (a wrong offset in a block, a row or the saved buffer would mix neurons up)."""
     N = 3 * 1024 + 37
     a = make_inputs(T, N, dtype, seed=T)
     torch.set_num_threads(1)
@@ -98,7 +98,7 @@ def test_results_do_not_depend_on_blocks_or_threads(dtype: torch.dtype, T: int, 
         assert_bitwise(part, want)
 
 
-def test_backward_without_state_gradients_or_mem0_reads_the_blocked_layout(threads: None) -> None:
+def test_backward_without_state_gradients_or_mem0_across_blocks(threads: None) -> None:
     """The optional arguments (no state gradients, u_{-1} taken as 0) on several blocks."""
     T, N = 9, 2 * 1024 + 5
     a = make_inputs(T, N, torch.float32, seed=3)
@@ -187,3 +187,23 @@ def test_pool_can_be_turned_off() -> None:
         if os.path.exists(path):
             os.remove(path)
     assert_bitwise(off, on)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_can_use_the_pool() -> None:
+    """A forked process (a DataLoader worker) inherits the pool with buffers cached and in use."""
+    a = make_inputs(24, 40_000, torch.float32, seed=12)
+    want = [t.clone() for t in run_op(a)]  # leaves pooled buffers cached
+    held = run_op(a)  # and some in use
+    pid = os.fork()
+    if pid == 0:  # child: exit status 0 when the results are right
+        ok = False
+        try:
+            torch.set_num_threads(1)
+            got = run_op(a)
+            ok = all(torch.equal(g, w) for g, w in zip(got, want))
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert_bitwise(held, want)

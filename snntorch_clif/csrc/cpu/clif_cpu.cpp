@@ -36,6 +36,7 @@
 #include <vector>
 
 #if defined(__linux__)
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
@@ -609,6 +610,9 @@ class OutputPool final : public c10::Allocator {
       const long long mb = std::strtoll(env, &end, 10);
       if (end != env && *end == '\0' && mb >= 0) cap_ = size_t(mb) << 20;
     }
+    // A child forked while another thread held the lock (a DataLoader worker, say) would
+    // wait on it forever: hold it across fork(), as malloc does with its own locks.
+    pthread_atfork([] { get().mu_.lock(); }, [] { get().mu_.unlock(); }, [] { get().mu_.unlock(); });
 #endif
   }
 
