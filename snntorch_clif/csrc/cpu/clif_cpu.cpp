@@ -44,9 +44,11 @@
 #if defined(__GNUC__)
 #define CLIF_FORCE_INLINE inline __attribute__((always_inline))
 #define CLIF_RESTRICT __restrict__
+#define CLIF_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
 #else
 #define CLIF_FORCE_INLINE inline
 #define CLIF_RESTRICT
+#define CLIF_PREFETCH(addr, rw) ((void)(addr))
 #endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -86,10 +88,10 @@ CLIF_FORCE_INLINE void prefetch_chunk(const NextRows<S>& next, int64_t c0, int64
   constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(S));
   for (int k = 0; k < 3; ++k) {
     if (next.read[k] != nullptr) {
-      for (int64_t i = 0; i < len; i += kLine) __builtin_prefetch(next.read[k] + c0 + i, 0, 3);
+      for (int64_t i = 0; i < len; i += kLine) CLIF_PREFETCH(next.read[k] + c0 + i, 0);
     }
     if (next.write[k] != nullptr) {
-      for (int64_t i = 0; i < len; i += kLine) __builtin_prefetch(next.write[k] + c0 + i, 1, 3);
+      for (int64_t i = 0; i < len; i += kLine) CLIF_PREFETCH(next.write[k] + c0 + i, 1);
     }
   }
 }
@@ -720,7 +722,8 @@ at::Tensor pooled(const at::Tensor& t) {
   if (!t.defined() || t.nbytes() < OutputPool::kMinBytes) return t;
   OutputPool& pool = OutputPool::get();
   if (!pool.enabled()) {
-    advise_huge_pages(t.data_ptr(), t.nbytes());
+    // Smaller buffers mostly come from malloc's heap (already faulted in): leave them be.
+    if (t.nbytes() >= 4 * kHugePage) advise_huge_pages(t.data_ptr(), t.nbytes());
     return t;
   }
   return at::detail::empty_generic(t.sizes(), &pool, c10::DispatchKeySet(c10::DispatchKey::CPU), t.scalar_type(),
