@@ -550,8 +550,9 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
 // once; a cached buffer that no request took within the next 64 + 2 x (buffers the pool
 // holds) pooled requests (two rounds of a repeating workload) is unmapped; cached bytes never
 // exceed SNNTORCH_CLIF_CPU_POOL_MB (default: 1/8 of physical memory); at most kMaxBlocks
-// mappings are held. SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty, still advised to use
-// 2 MiB pages).
+// mappings are held. SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty; those
+// of >= 8 MiB still advised to use 2 MiB pages). The pool's memory is not seen by PyTorch's
+// memory profiler.
 constexpr size_t kHugePage = size_t(2) << 20;
 
 // Advise 2 MiB pages for the whole 2 MiB-aligned pages inside [data, data + bytes). A
