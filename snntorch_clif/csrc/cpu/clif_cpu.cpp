@@ -17,25 +17,38 @@
 #include "../clif_math.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/CPUAllocator.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #if defined(__GNUC__)
 #define CLIF_FORCE_INLINE inline __attribute__((always_inline))
 #define CLIF_RESTRICT __restrict__
+#define CLIF_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
 #else
 #define CLIF_FORCE_INLINE inline
 #define CLIF_RESTRICT
+#define CLIF_PREFETCH(addr, rw) ((void)(addr))
 #endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -60,6 +73,29 @@ constexpr int64_t kBlock = 1024;
 // ---------------------------------------------------------------------------------------
 // Row functions: one time step for `len` neurons, all operands in the compute type S.
 // ---------------------------------------------------------------------------------------
+// Rows of the next time step to fetch while this one computes (nullptr: none). Each row of a
+// block is a separate 4 KiB piece at a stride of N values, where the hardware prefetcher
+// starts over; asking for the next step's lines a chunk at a time overlaps those misses
+// with the exp/divide chains of this step.
+template <typename S>
+struct NextRows {
+  const S* read[3] = {nullptr, nullptr, nullptr};
+  S* write[3] = {nullptr, nullptr, nullptr};
+};
+
+template <typename S>
+CLIF_FORCE_INLINE void prefetch_chunk(const NextRows<S>& next, int64_t c0, int64_t len) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(S));
+  for (int k = 0; k < 3; ++k) {
+    if (next.read[k] != nullptr) {
+      for (int64_t i = 0; i < len; i += kLine) CLIF_PREFETCH(next.read[k] + c0 + i, 0);
+    }
+    if (next.write[k] != nullptr) {
+      for (int64_t i = 0; i < len; i += kLine) CLIF_PREFETCH(next.write[k] + c0 + i, 1);
+    }
+  }
+}
+
 template <typename S>
 struct FwdRow {
   int64_t len;
@@ -72,6 +108,7 @@ struct FwdRow {
   S* spk;
   S* h_save;  // nullptr: no autograd, nothing saved
   S* m_save;
+  NextRows<S> next;
 };
 
 // Two loops per row (clif_forward_pre, then clif_forward_post), over chunks that keep the
@@ -83,6 +120,7 @@ CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
   alignas(64) S abuf[kChunk], hbuf[kChunk], mbuf[kChunk];
   for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
     const int64_t len = std::min(kChunk, r.len - c0);
+    prefetch_chunk(r.next, c0, len);
     const S* CLIF_RESTRICT x = r.x + c0;
     S* CLIF_RESTRICT u = r.u + c0;
     S* CLIF_RESTRICT m = r.m + c0;
@@ -166,39 +204,44 @@ struct BwdRow {
   S* pbeta;
   S* ptheta;
   S* pgsf;
+  NextRows<S> next;
 };
 
 template <typename S, int RESET, int KIND>
 CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
-  const S* CLIF_RESTRICT h = r.h;
-  const S* CLIF_RESTRICT m_prev = r.m_prev;
-  const S* CLIF_RESTRICT u_prev = r.u_prev;
-  const S* CLIF_RESTRICT b = r.b;
-  const S* CLIF_RESTRICT dspk = r.dspk;
-  const S* CLIF_RESTRICT du = r.du;
-  const S* CLIF_RESTRICT dm = r.dm;
-  S* CLIF_RESTRICT GU = r.GU;
-  S* CLIF_RESTRICT GM = r.GM;
-  const S* CLIF_RESTRICT beta = r.beta;
-  const S* CLIF_RESTRICT theta = r.theta;
-  const S* CLIF_RESTRICT gsf = r.gsf;
-  S* CLIF_RESTRICT dx = r.dx;
-  S* CLIF_RESTRICT pbeta = r.pbeta;
-  S* CLIF_RESTRICT ptheta = r.ptheta;
-  S* CLIF_RESTRICT pgsf = r.pgsf;
+  constexpr int64_t kChunk = 256;
   const SurrogateConsts<S> sc = r.sc;
-  const int64_t len = r.len;
+  for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, r.len - c0);
+    prefetch_chunk(r.next, c0, len);
+    const S* CLIF_RESTRICT h = r.h + c0;
+    const S* CLIF_RESTRICT m_prev = r.m_prev + c0;
+    const S* CLIF_RESTRICT u_prev = r.u_prev + c0;
+    const S* CLIF_RESTRICT b = r.b + c0;
+    const S* CLIF_RESTRICT dspk = r.dspk + c0;
+    const S* CLIF_RESTRICT du = r.du + c0;
+    const S* CLIF_RESTRICT dm = r.dm + c0;
+    S* CLIF_RESTRICT GU = r.GU + c0;
+    S* CLIF_RESTRICT GM = r.GM + c0;
+    const S* CLIF_RESTRICT beta = r.beta + c0;
+    const S* CLIF_RESTRICT theta = r.theta + c0;
+    const S* CLIF_RESTRICT gsf = r.gsf + c0;
+    S* CLIF_RESTRICT dx = r.dx + c0;
+    S* CLIF_RESTRICT pbeta = r.pbeta + c0;
+    S* CLIF_RESTRICT ptheta = r.ptheta + c0;
+    S* CLIF_RESTRICT pgsf = r.pgsf + c0;
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
-    S gu = GU[i], gm = GM[i];
-    dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
-                                               dspk[i], du[i], dm[i], gu, gm, pg);
-    GU[i] = gu;
-    GM[i] = gm;
-    pbeta[i] = pg.beta;
-    ptheta[i] = pg.theta;
-    pgsf[i] = pg.gsf;
+    for (int64_t i = 0; i < len; ++i) {
+      ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
+      S gu = GU[i], gm = GM[i];
+      dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
+                                                 dspk[i], du[i], dm[i], gu, gm, pg);
+      GU[i] = gu;
+      GM[i] = gm;
+      pbeta[i] = pg.beta;
+      ptheta[i] = pg.theta;
+      pgsf[i] = pg.gsf;
+    }
   }
 }
 
@@ -355,6 +398,16 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
       }
       row.h_save = j.saved ? j.saved + off : nullptr;
       row.m_save = j.saved ? j.saved + (T + 1 + t) * N + n0 : nullptr;
+      if constexpr (kSame) {
+        if (t + 1 < T) {
+          row.next.read[0] = j.x + off + N;
+          row.next.write[0] = j.spk + off + N;
+          if (j.saved) {
+            row.next.write[1] = row.h_save + N;
+            row.next.write[2] = row.m_save + N;
+          }
+        }
+      }
       k.forward[j.reset](row);
       if constexpr (!kSame) store(sbuf, j.spk + off, len);
       if (j.return_sequences) {
@@ -443,6 +496,16 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
       row.ptheta = pt;
       row.pgsf = pg;
       if constexpr (kSame) {
+        if (t > 0) {
+          row.next.read[0] = j.gspk + off - N;
+          row.next.write[0] = j.dx + off - N;
+          if (t > 1) {
+            row.next.read[1] = saved + off - 2 * N;          // h_{t-2}
+            row.next.read[2] = saved + (T + t - 1) * N + n0;  // m_{t-2}
+          }
+        }
+      }
+      if constexpr (kSame) {
         row.dspk = j.gspk + off;
         row.du = j.gmem_seq ? j.gmem + off : zero;
         row.dm = j.gcomp_seq ? j.gcomp + off : zero;
@@ -470,9 +533,209 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   }
 }
 
-// Few neuron-steps: one thread (thread start-up costs more than the work).
+// ---------------------------------------------------------------------------------------
+// Output memory: large outputs come from a pool of reused mappings in 2 MiB pages.
+// ---------------------------------------------------------------------------------------
+// PyTorch's CPU allocator gets large buffers straight from mmap (glibc does so above its
+// dynamic threshold, at most 32 MiB) and unmaps them when they are freed, so every call got
+// its spikes, saved h/m and dx as fresh pages, which the OS faults in and zeroes on first
+// touch: one minor fault per 4 KiB (131,203 per forward+backward at T=256, N=131072) and,
+// even in 2 MiB pages, ~2 ns per neuron-step of system time zeroing them, 40 % of the call;
+// it grew with T because the buffers crossed that threshold. The pool keeps freed buffers
+// mapped and hands them to the next request of (nearly) the same size: a training loop asks
+// for the same sizes every step. New mappings are advised to use 2 MiB pages (THP's
+// default mode is "madvise"; PyTorch only asks with THP_MEM_ALLOC_ENABLE=1).
+//
+// Bounds: what the pool holds (in use + cached) never exceeds the most it ever had in use at
+// once; a cached buffer that no request took within the next 64 + 2 x (buffers the pool
+// holds) pooled requests (two rounds of a repeating workload) is unmapped; cached bytes never
+// exceed SNNTORCH_CLIF_CPU_POOL_MB (default: 1/8 of physical memory); at most kMaxBlocks
+// mappings are held. SNNTORCH_CLIF_CPU_POOL_MB=0 turns the pool off (plain at::empty; those
+// of >= 8 MiB still advised to use 2 MiB pages). The pool's memory is not seen by PyTorch's
+// memory profiler.
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Advise 2 MiB pages for the whole 2 MiB-aligned pages inside [data, data + bytes). A
+// hint: ignored when THP is off, no effect on pages already present; errors are ignored.
+void advise_huge_pages(void* data, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHugePage - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+class OutputPool final : public c10::Allocator {
+ public:
+  // Smaller requests go to PyTorch's allocator (malloc's heap reuses them well).
+  static constexpr size_t kMinBytes = size_t(256) << 10;
+  // Mappings held at most (each is a kernel VMA, of vm.max_map_count ~65k per process): a
+  // long single-step loop keeps every step's outputs alive; past this they use malloc.
+  static constexpr size_t kMaxBlocks = 1024;
+
+  static OutputPool& get() {
+    static OutputPool* pool = new OutputPool();  // never destroyed: tensors may die after exit handlers
+    return *pool;
+  }
+
+  bool enabled() const { return cap_ > 0; }
+
+  at::DataPtr allocate(size_t bytes) override {
+    if (bytes < kMinBytes || cap_ == 0) return c10::GetCPUAllocator()->allocate(bytes);
+    const size_t size = mapped_size(bytes);
+    bool room = true;
+    Block* block = take(size, room);
+    if (block == nullptr && room) block = map(size);
+    if (block == nullptr) return c10::GetCPUAllocator()->allocate(bytes);  // full, or out of memory: its error
+    return {block->base, block, &OutputPool::release, at::Device(at::kCPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  struct Block {
+    void* base;
+    size_t size;        // bytes mapped
+    uint64_t released;  // request count when it was last given back
+  };
+
+  OutputPool() {
+#if defined(__linux__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    cap_ = pages > 0 && page > 0 ? size_t(pages) * size_t(page) / 8 : 0;
+    if (const char* env = std::getenv("SNNTORCH_CLIF_CPU_POOL_MB")) {
+      char* end = nullptr;
+      const long long mb = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && mb >= 0) cap_ = size_t(mb) << 20;
+    }
+    // A child forked while another thread held the lock (a DataLoader worker, say) would
+    // wait on it forever: hold it across fork(), as malloc does with its own locks.
+    pthread_atfork([] { get().mu_.lock(); }, [] { get().mu_.unlock(); }, [] { get().mu_.unlock(); });
+#endif
+  }
+
+  static size_t mapped_size(size_t bytes) {
+    const size_t unit = bytes >= 4 * kHugePage ? kHugePage : size_t(64) << 10;
+    return (bytes + unit - 1) / unit * unit;
+  }
+
+  // A cached block of size..size*1.25 bytes (the smallest; an exact fit at once, scanning
+  // from the most recently freed), or nullptr after making room for a new one (`room`
+  // false: the pool holds kMaxBlocks in use, the request goes to PyTorch's allocator).
+  Block* take(size_t size, bool& room) {
+    std::vector<Block*> unmap_later;
+    Block* found = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++requests_;
+      size_t at = cached_.size();
+      for (size_t i = cached_.size(); i-- > 0;) {
+        const size_t have = cached_[i]->size;
+        if (have >= size && have <= size + size / 4 && (found == nullptr || have < found->size)) {
+          found = cached_[i];
+          at = i;
+          if (have == size) break;
+        }
+      }
+      room = found != nullptr || blocks_in_use_ < kMaxBlocks;
+      if (!room) return nullptr;
+      if (found != nullptr) {
+        cached_.erase(cached_.begin() + static_cast<std::ptrdiff_t>(at));
+        cached_bytes_ -= found->size;
+        in_use_ += found->size;
+      } else {
+        in_use_ += size;  // reserved now, mapped outside the lock
+        peak_ = std::max(peak_, in_use_);
+      }
+      ++blocks_in_use_;
+      // Oldest first: drop stale blocks, and as many as keep in use + cached <= peak and
+      // the number of mappings <= kMaxBlocks.
+      const uint64_t max_age = 64 + 2 * (blocks_in_use_ + cached_.size());
+      while (!cached_.empty() && (requests_ - cached_.front()->released > max_age ||
+                                  in_use_ + cached_bytes_ > peak_ || blocks_in_use_ + cached_.size() > kMaxBlocks)) {
+        cached_bytes_ -= cached_.front()->size;
+        unmap_later.push_back(cached_.front());
+        cached_.erase(cached_.begin());
+      }
+    }
+    for (Block* b : unmap_later) unmap(b);
+    return found;
+  }
+
+  Block* map(size_t size) {
+#if defined(__linux__)
+    const size_t align = size >= 4 * kHugePage ? kHugePage : 0;
+    void* p = mmap(nullptr, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+      const uintptr_t base = align ? (raw + align - 1) & ~(align - 1) : raw;
+      if (base > raw) munmap(p, base - raw);  // trim to a 2 MiB boundary
+      if (raw + align > base) munmap(reinterpret_cast<void*>(base + size), raw + align - base);
+      if (align) advise_huge_pages(reinterpret_cast<void*>(base), size);
+      return new Block{reinterpret_cast<void*>(base), size, 0};
+    }
+#endif
+    std::lock_guard<std::mutex> lock(mu_);
+    in_use_ -= size;
+    --blocks_in_use_;
+    return nullptr;
+  }
+
+  static void unmap(Block* b) {
+#if defined(__linux__)
+    munmap(b->base, b->size);
+#endif
+    delete b;
+  }
+
+  static void release(void* ctx) { get().give_back(static_cast<Block*>(ctx)); }
+
+  void give_back(Block* b) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_use_ -= b->size;
+      --blocks_in_use_;
+      if (cached_bytes_ + b->size <= cap_) {
+        b->released = requests_;
+        cached_.push_back(b);
+        cached_bytes_ += b->size;
+        return;
+      }
+    }
+    unmap(b);
+  }
+
+  size_t cap_ = 0;
+  std::mutex mu_;
+  std::vector<Block*> cached_;  // oldest release first
+  size_t cached_bytes_ = 0, in_use_ = 0, peak_ = 0;
+  uint64_t requests_ = 0, blocks_in_use_ = 0;
+};
+
+// An output shaped like `t` (just allocated by clif_checks.h, untouched) from the pool;
+// `t` itself when small. The discarded `t` was never touched, so it cost no page fault.
+at::Tensor pooled(const at::Tensor& t) {
+  if (!t.defined() || t.nbytes() < OutputPool::kMinBytes) return t;
+  OutputPool& pool = OutputPool::get();
+  if (!pool.enabled()) {
+    // Smaller buffers mostly come from malloc's heap (already faulted in): leave them be.
+    if (t.nbytes() >= 4 * kHugePage) advise_huge_pages(t.data_ptr(), t.nbytes());
+    return t;
+  }
+  return at::detail::empty_generic(t.sizes(), &pool, c10::DispatchKeySet(c10::DispatchKey::CPU), t.scalar_type(),
+                                   std::nullopt);
+}
+
+// Neurons per thread at least: >= 8k neuron-steps (~10-20 us of work; waking a second
+// thread costs a few us when a core is free), never less than a block.
 int64_t grain_size(int64_t T) {
-  return std::max<int64_t>(kBlock, 65536 / std::max<int64_t>(T, 1));
+  constexpr int64_t kMinStepsPerThread = 8192;
+  return std::max<int64_t>(kBlock, kMinStepsPerThread / std::max<int64_t>(T, 1));
 }
 
 template <typename S>
@@ -486,6 +749,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
   ForwardOutputs o = allocate_forward(x, return_sequences, save);
+  for (at::Tensor* t : {&o.spk, &o.comp, &o.mem, &o.saved}) *t = pooled(*t);
   const int64_t T = x.size(0), N = x.size(1);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "clif_forward_cpu", [&] {
     using S = Acc<scalar_t>;
@@ -519,6 +783,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     double surrogate_param, bool param_grads) {
   check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
   BackwardOutputs o = allocate_backward(grad_spk, param_grads);
+  for (at::Tensor* t : {&o.dx, &o.dcomp0, &o.dmem0, &o.dbeta, &o.dthreshold, &o.dgsf}) *t = pooled(*t);
   const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
   const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
   const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
