@@ -31,6 +31,9 @@ from typing import Callable, Optional
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_neuron import leaky_step_loop  # noqa: E402  (the shared snn.Leaky competitor)
+
 BYTES_PER_NEURON_STEP = 32
 DEFAULT_T = (4, 16, 64)
 DEFAULT_SIZES = ("64x1024", "64x8192", "64x65536")
@@ -142,21 +145,9 @@ def make_implementations(T: int, B: int, N: int, dtype: torch.dtype) -> dict[str
 
     impls: dict[str, Callable[[], None]] = {"fused": fused, "reference": reference}
     try:
-        import snntorch as snn
+        impls["leaky"] = leaky_step_loop(x, grad, "cuda")
     except ImportError:
-        return impls
-    leaky = snn.Leaky(beta=0.5).to("cuda")
-
-    def leaky_loop() -> None:  # x.unbind(0): x[t] would give each step a full-size zero gradient
-        x.grad = None
-        mem = leaky.reset_mem()
-        spikes = []
-        for xt in x.unbind(0):
-            spk, mem = leaky(xt, mem)
-            spikes.append(spk)
-        torch.stack(spikes).backward(grad)
-
-    impls["leaky"] = leaky_loop
+        pass
     return impls
 
 

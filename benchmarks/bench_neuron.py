@@ -66,6 +66,28 @@ def copy_bandwidth(device: torch.device, timer: Timer, mib: int = 256, reps: int
     return 2 * src.numel() * 4 / statistics.median(times)
 
 
+def leaky_step_loop(x: torch.Tensor, grad: torch.Tensor, device: torch.device | str) -> Callable[[], None]:
+    """``snn.Leaky`` in a Python step loop over ``x`` ``[T, ...]``, forward + backward of ``grad``.
+
+    The competitor every benchmark here times. It steps over ``x.unbind(0)``: ``x[t]`` would
+    give each step a full-size zero gradient. Raises ``ImportError`` without snnTorch.
+    """
+    import snntorch as snn
+
+    leaky = snn.Leaky(beta=0.5).to(device)
+
+    def run() -> None:
+        x.grad = None
+        mem = leaky.reset_mem()
+        spikes = []
+        for xt in x.unbind(0):
+            spk, mem = leaky(xt, mem)
+            spikes.append(spk)
+        torch.stack(spikes).backward(grad)
+
+    return run
+
+
 def make_competitors(T: int, B: int, N: int, device: torch.device, dtype: torch.dtype) -> dict[str, Callable]:
     """name -> a function that runs one forward+backward."""
     x = (torch.randn(T, B, N, device=device, dtype=dtype) * 1.5 + 0.3).requires_grad_()
@@ -100,20 +122,7 @@ def make_competitors(T: int, B: int, N: int, device: torch.device, dtype: torch.
 
     out: dict[str, Callable] = {"fused": fused, "reference": reference}
     try:
-        import snntorch as snn
-
-        leaky = snn.Leaky(beta=0.5).to(device)
-
-        def leaky_loop() -> None:
-            x.grad = None
-            mem = leaky.reset_mem()
-            spikes = []
-            for xt in x.unbind(0):
-                spk, mem = leaky(xt, mem)
-                spikes.append(spk)
-            torch.stack(spikes).backward(grad)
-
-        out["leaky"] = leaky_loop
+        out["leaky"] = leaky_step_loop(x, grad, device)
     except ImportError:
         pass
     try:

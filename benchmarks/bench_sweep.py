@@ -50,7 +50,7 @@ import snntorch_clif
 from snntorch_clif import clif_sequence, surrogate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_neuron import BYTES_PER_NEURON_STEP  # noqa: E402
+from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop  # noqa: E402
 
 COPY_MIB = 256
 
@@ -116,20 +116,7 @@ def make_case(T: int, N: int, leaky: bool) -> Case:
 
     case: Case = {"fused": fused, "kernel": kernel, "forward": forward}
     if leaky:
-        import snntorch as snn
-
-        neuron = snn.Leaky(beta=0.5)
-
-        def leaky_loop() -> None:
-            x.grad = None
-            mem = neuron.reset_mem()
-            spikes = []
-            for xt in x.unbind(0):
-                spk, mem = neuron(xt, mem)
-                spikes.append(spk)
-            torch.stack(spikes).backward(grad)
-
-        case["leaky"] = leaky_loop
+        case["leaky"] = leaky_step_loop(x, grad, "cpu")
     return case
 
 

@@ -31,29 +31,9 @@ Example::
 
 import sys
 
-from ._build import (
-    DEFAULT_CUDA_ARCHS,
-    REBUILD_COMMAND,
-    Arch,
-    arch_runs_on,
-    cache_dir,
-    cached_library,
-    main,
-    parse_arch_list,
-    resolve_cuda_arch_list,
-)
-
-__all__ = [
-    "DEFAULT_CUDA_ARCHS",
-    "REBUILD_COMMAND",
-    "Arch",
-    "arch_runs_on",
-    "cache_dir",
-    "cached_library",
-    "main",
-    "parse_arch_list",
-    "resolve_cuda_arch_list",
-]
+from . import _build
+from ._build import *  # noqa: F403 - this module is the documented face of _build
+from ._build import __all__  # noqa: F401
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_build.main())
