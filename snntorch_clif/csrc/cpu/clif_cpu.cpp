@@ -731,11 +731,9 @@ at::Tensor pooled(const at::Tensor& t) {
                                    std::nullopt);
 }
 
-// Neurons per thread at least: >= 8k neuron-steps (~10-20 us of work; waking a second
-// thread costs a few us when a core is free), never less than a block.
+// Few neuron-steps: one thread (thread start-up costs more than the work).
 int64_t grain_size(int64_t T) {
-  constexpr int64_t kMinStepsPerThread = 8192;
-  return std::max<int64_t>(kBlock, kMinStepsPerThread / std::max<int64_t>(T, 1));
+  return std::max<int64_t>(kBlock, 65536 / std::max<int64_t>(T, 1));
 }
 
 template <typename S>
