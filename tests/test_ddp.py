@@ -4,14 +4,28 @@ Hidden states are plain attributes, not buffers, so DDP's ``broadcast_buffers`` 
 copies rank 0's buffers to every rank before each forward) sends only ``beta``,
 ``threshold``, ``graded_spikes_factor`` and ``reset_mechanism_val``, never ``mem`` or
 ``comp``: each rank keeps the states of its own part of the batch.
+
+Teardown: each worker must leave no process-group thread running when it exits. A gloo
+group that outlives ``destroy_process_group()`` keeps two gloo work threads, gloo's TCP
+event-loop thread and (on rank 0) the TCPStore server thread running into interpreter
+shutdown, and a process that exits like that aborts now and then with "terminate called
+without an active exception" (SIGABRT), more often on a loaded machine. In torch 2.14 the
+group does outlive it when ``torch.distributed.nn`` is first imported after
+``init_process_group``: its functions take ``group=group.WORLD`` as a default argument,
+which keeps a reference to the live default group for the rest of the process. DDP's
+constructor imports it (through ``torch._dynamo``), so a plain DDP script hits this; it
+has nothing to do with CLIF. Importing it first, here, makes those defaults ``None``;
+the workers check that the group's threads are gone before they return.
 """
 
+import gc
 import os
 import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401 - before any process group exists (see the module docstring)
 import torch.multiprocessing as mp
 from torch import nn
 
@@ -74,6 +88,20 @@ def train(net: nn.Module, mode: str, rank: int, world: int) -> None:
         optimizer.step()
 
 
+def process_group_threads() -> list[str]:
+    """Names of this process's threads that belong to a process group (gloo, TCPStore); Linux."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                names.append(comm.read().strip())
+        except OSError:  # the thread ended while we listed them
+            pass
+    return [name for name in names if "gloo" in name or "tcpstore" in name]
+
+
 def worker(rank: int, world: int, port: int, mode: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -81,8 +109,14 @@ def worker(rank: int, world: int, port: int, mode: str, out: str) -> None:
         ddp = nn.parallel.DistributedDataParallel(make_net(mode))
         train(ddp, mode, rank, world)
         torch.save({k: v.detach().clone() for k, v in ddp.module.state_dict().items()}, f"{out}.{rank}")
+        del ddp  # DDP's reducer holds the group: drop it so that destroying the group joins its threads
+        dist.barrier()  # neither rank tears down while the other may still use it (rank 0 hosts the store)
     finally:
         dist.destroy_process_group()
+    gc.collect()
+    # Joined here, not left running into interpreter shutdown (see the module docstring).
+    left = process_group_threads()
+    assert not left, f"rank {rank}: threads {left} outlived destroy_process_group()"
 
 
 def free_port() -> int:
