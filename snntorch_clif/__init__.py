@@ -8,11 +8,20 @@ Example::
     >>> spk, comp, mem = clif(torch.rand(32, 128))
 """
 
+import torch
+
 from . import backends, convert, functional, reference, surrogate
 from .functional import CLIFOutput, clif_sequence, clif_step
 from .neuron import CLIF, detach, reset
 
 __version__ = "0.1.0"
+
+# torch 2.14: torch.distributed.nn, imported for the first time after init_process_group (DDP's
+# constructor imports it, through torch._dynamo), keeps the default process group alive past
+# destroy_process_group() in its functions' default arguments, and a rank may then abort at exit
+# with the group's gloo threads still running. Imported here, before a script creates any group.
+if torch.distributed.is_available():
+    import torch.distributed.nn  # noqa: F401
 
 __all__ = [
     "CLIF",

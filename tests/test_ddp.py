@@ -14,8 +14,9 @@ group does outlive it when ``torch.distributed.nn`` is first imported after
 ``init_process_group``: its functions take ``group=group.WORLD`` as a default argument,
 which keeps a reference to the live default group for the rest of the process. DDP's
 constructor imports it (through ``torch._dynamo``), so a plain DDP script hits this; it
-has nothing to do with CLIF. Importing it first, here, makes those defaults ``None``;
-the workers check that the group's threads are gone before they return.
+has nothing to do with CLIF. ``import snntorch_clif`` imports it first, which makes those
+defaults ``None``; this module relies on that (it does not import it itself), and the
+workers check that the group's threads are gone before they return.
 """
 
 import gc
@@ -25,7 +26,6 @@ import socket
 import pytest
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # noqa: F401 - before any process group exists (see the module docstring)
 import torch.multiprocessing as mp
 from torch import nn
 
