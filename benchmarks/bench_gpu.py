@@ -32,7 +32,7 @@ from typing import Callable, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_neuron import leaky_step_loop  # noqa: E402  (the shared snn.Leaky competitor)
+from bench_neuron import Timer, leaky_step_loop  # noqa: E402  (shared with the CPU benchmark)
 
 BYTES_PER_NEURON_STEP = 32
 DEFAULT_T = (4, 16, 64)
@@ -107,12 +107,7 @@ def output_path(out_dir: Path, device_name: str, dtype: str) -> Path:
 # --- measuring (needs a GPU) -------------------------------------------------------------------
 def cuda_time(fn: Callable[[], None]) -> float:
     """Seconds ``fn`` takes on the GPU, by CUDA events around it on the current stream."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
+    return Timer(torch.device("cuda"))(fn)
 
 
 def copy_bandwidth(mib: int = 1024, reps: int = 9) -> float:
