@@ -147,12 +147,12 @@ def faults_per_call(T: int, N: int, calls: int = 3) -> float:
 
 
 def test_large_outputs_are_reused_without_page_faults(threads: None) -> None:
-    """T=64, N=65536: saved is 33 MiB, spikes, dx and the state sequences 16 MiB each, around
-    glibc's 32 MiB mmap threshold. Fresh mappings fault one 4 KiB page at a time (~24,600
+    """T=64, N=65536: saved is 17 MiB, spikes, dx and the state sequences 16 MiB each, around
+    glibc's 32 MiB mmap threshold. Fresh mappings fault one 4 KiB page at a time (~20,500
     faults per call: what every call paid before the pool); reused memory faults none."""
     torch.set_num_threads(1)
     T, N = 64, 65536
-    fresh_pages = (2 * T + 1 + 4 * T) * N * 4 // 4096
+    fresh_pages = (ops.saved_rows(T) + 4 * T) * N * 4 // 4096
     assert faults_per_call(T, N) < fresh_pages / 100
 
 
@@ -162,7 +162,7 @@ HUGE_PAGE = 2 << 20
 def test_pool_can_be_turned_off() -> None:
     """SNNTORCH_CLIF_CPU_POOL_MB=0: outputs come from PyTorch's allocator (not 2 MiB-aligned
     mappings of the pool), with the same results."""
-    a = make_inputs(24, 120_000, torch.float32, seed=10)  # saved 22 MiB, spikes 11 MiB
+    a = make_inputs(24, 120_000, torch.float32, seed=10)  # saved 12 MiB, spikes 11 MiB
     on = run_op(a)
     assert on[0].data_ptr() % HUGE_PAGE == 0, "large outputs should come from the pool"
     code = textwrap.dedent("""

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"fused kernels not bu
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
-TS = [0, 1, 2, 7, 64]
+TS = [0, 1, 2, 7, 17, 64]  # 17 and 64: the backward's checkpoint chunks of 16 steps
 NS = [0, 1, 255, 256, 257, 1000]  # around the CUDA kernel's 256-thread blocks
 SURROGATES = [(0, 1.0), (1, 2.0), (2, 25.0), (3, 5.0), (4, 1.0), (5, 1.0), (6, 1.0)]  # (id, parameter)
 BITS = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}

@@ -44,7 +44,7 @@ SURROGATES = [
     sg.StraightThrough(), sg.Disabled(),
 ]
 RESETS = ["subtract", "zero", "none"]
-TS = [1, 2, 7, 64]
+TS = [1, 2, 7, 17, 64]  # 17: one checkpoint chunk of the saved m and one step
 # Per-element results: within 1e-6 (fp32) / 1e-12 (fp64) of the reference, measured as
 # |a - b| <= tol * (1 + |b|). Scalar-parameter gradients are sums over T*N terms whose
 # rounding differs with the summation order, so their absolute tolerance grows with sqrt(T*N).
@@ -127,7 +127,8 @@ def assert_match(case: dict, spike_grad: sg.Surrogate, reset: str, seqs: bool) -
 
     float64: within 1e-12 * (1 + |reference|). float32: within 1e-6 * (1 + |exact|) of the
     float64 result, or, where gradients explode over many steps and the float32 reference
-    itself is farther than that from it, no more than 4x the reference's own error.
+    itself is farther than that from it, no more than 4x the reference's own error or 8 ulp
+    of the tensor's largest gradient (what rounding leaves of terms that cancel).
     float16 / bfloat16: compared with the float32 reference on the same values.
     """
     dtype = case["x"].dtype
@@ -156,10 +157,15 @@ def assert_match(case: dict, spike_grad: sg.Surrogate, reset: str, seqs: bool) -
             truth = (exact[0][1:] + exact[1])[i]
             if truth.numel() == 0:
                 continue
-            err_fused = ((got.double() - truth).abs() / (1 + truth.abs())).max().item()
+            err_fused = (got.double() - truth).abs() / (1 + truth.abs())
             err_ref = ((want.double() - truth).abs() / (1 + truth.abs())).max().item()
-            assert err_fused <= max(TOL[dtype] * scale, 4 * err_ref), (
-                f"{name}: fused float32 is {err_fused:.3g} from the exact result, the float32 reference {err_ref:.3g}"
+            # Exploding gradients (1e4 and more) cancel into small ones: an element is then
+            # only as exact as float32 rounding of the largest terms (8 ulp of the tensor's max).
+            cancellation = 8 * torch.finfo(torch.float32).eps * truth.abs().max().item() / (1 + truth.abs())
+            bad = err_fused > torch.clamp(cancellation, min=max(TOL[dtype] * scale, 4 * err_ref))
+            assert not bad.any(), (
+                f"{name}: fused float32 is {err_fused.max().item():.3g} from the exact result, the float32 "
+                f"reference {err_ref:.3g}"
             )
 
 
@@ -243,10 +249,11 @@ def test_matches_reference_hypothesis(
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("per_neuron", [False, True])
 @pytest.mark.parametrize("seqs", [False, True])
-def test_gradcheck(reset: str, per_neuron: bool, seqs: bool) -> None:
+@pytest.mark.parametrize("T", [5, 35])  # 35: the backward recomputes m over three checkpoint chunks
+def test_gradcheck(reset: str, per_neuron: bool, seqs: bool, T: int) -> None:
     # The spike is a step: its finite difference is 0, which is the Disabled surrogate's
     # g = 0, so gradcheck checks every other path exactly (gate, sigma(m), reset, beta, theta).
-    case = make_case(5, (2, 3), torch.float64, seed=11, per_neuron=per_neuron)
+    case = make_case(T, (2, 3), torch.float64, seed=11, per_neuron=per_neuron)
     spike_grad = sg.Disabled()
 
     def f(x, comp, mem, beta, threshold, gsf):  # noqa: ANN001, ANN202
@@ -402,9 +409,10 @@ def test_saved_bytes_per_neuron_step() -> None:
     ref_total = reference(T)
     print(f"\nsaved for backward, T={T}, N={N}: fused {total / (T * N):.2f} B/neuron-step "
           f"(marginal {per_step:.2f}), reference {ref_total / (T * N):.2f} B/neuron-step")
-    assert per_step <= 8.0  # h_t and m_t in float32, nothing else grows with T
-    assert total <= 8 * T * N + 4 * N + 64  # + m_{-1} and the three scalar parameters
-    assert ref_total > 2 * total
+    # h_t in float32 and m every ops.SAVE_CHUNK steps; nothing else grows with T
+    assert per_step == pytest.approx(4 + 4 / ops.SAVE_CHUNK)
+    assert total <= 4 * ops.saved_rows(T) * N + 64  # + the three scalar parameters
+    assert ref_total > 4 * total
 
 
 # --- ISA variants --------------------------------------------------------------------------

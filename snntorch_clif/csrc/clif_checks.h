@@ -68,12 +68,23 @@ inline void check_forward_args(const at::Tensor& x, const at::Tensor& comp0, con
   check_reset(reset);
 }
 
+// What the forward saves for the backward: h_t at every step, and the complementary state m
+// only at the start of every chunk of kSaveChunk steps. The backward recomputes m_t inside a
+// chunk from its checkpoint and the saved h (m_t = sigma((1 - beta) h_t) m_{t-1} + s_t, the
+// forward's own operations in clif_math.h, so the same bits), chunk by chunk from the last:
+// 4 + 4 / kSaveChunk bytes per neuron-step in float32 instead of 8 for h and m.
+constexpr int64_t kSaveChunk = 16;
+
+// Rows of the saved buffer: rows 0..T-1 hold h_t; row T + c holds m_{c K - 1} (K = kSaveChunk,
+// c = 0 .. ceil(T / K) - 1; row T is m_{-1}, the initial comp).
+inline int64_t saved_rows(int64_t T) { return T + (T + kSaveChunk - 1) / kSaveChunk; }
+
 struct ForwardOutputs {
   at::Tensor spk, comp, mem, saved;
 };
 
-// spk [T, N]; comp/mem [N] or [T, N] with return_sequences; saved [2T+1, N] in the compute
-// dtype when `save` (rows 0..T-1: h_t; row T: m_{-1}; rows T+1..2T: m_0..m_{T-1}), else [0].
+// spk [T, N]; comp/mem [N] or [T, N] with return_sequences; saved [saved_rows(T), N] in the
+// compute dtype when `save`, else [0].
 inline ForwardOutputs allocate_forward(const at::Tensor& x, bool return_sequences, bool save) {
   const int64_t T = x.size(0), n = x.size(1);
   ForwardOutputs o;
@@ -86,7 +97,7 @@ inline ForwardOutputs allocate_forward(const at::Tensor& x, bool return_sequence
     o.mem = new_output({n}, x.options());
   }
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
-  o.saved = save ? new_output({2 * T + 1, n}, acc) : new_output({0}, acc);
+  o.saved = save ? new_output({saved_rows(T), n}, acc) : new_output({0}, acc);
   return o;
 }
 
@@ -111,8 +122,9 @@ inline void check_backward_args(const at::Tensor& gspk, const c10::optional<at::
   const int64_t T = gspk.size(0), n = gspk.size(1);
   check_state_grad(gcomp, "grad_comp", gspk);
   check_state_grad(gmem, "grad_mem", gspk);
-  TORCH_CHECK(saved.dim() == 2 && saved.size(0) == 2 * T + 1 && saved.size(1) == n && saved.is_contiguous(),
-              "snntorch_clif: saved must be the forward's contiguous [2T+1, N] buffer, got ", saved.sizes(),
+  TORCH_CHECK(saved.dim() == 2 && saved.size(0) == saved_rows(T) && saved.size(1) == n && saved.is_contiguous(),
+              "snntorch_clif: saved must be the forward's contiguous [", saved_rows(T), ", ", n,
+              "] buffer (T + ceil(T/", kSaveChunk, ") rows), got ", saved.sizes(),
               " (was the forward run with save=False?)");
   TORCH_CHECK(saved.scalar_type() == acc_dtype(gspk.scalar_type()) && saved.device() == gspk.device(),
               "snntorch_clif: saved has the wrong dtype or device");

@@ -160,18 +160,31 @@ CLIF_HD S clif_reset(S h, S s, S b, S theta) {
 // Split in two halves so that the CPU kernel can run them as two vector loops: within one
 // step sigma(m_t) waits on a_t (two exp + divide chains back to back), which leaves a single
 // fused loop latency-bound; two loops over a row each have independent iterations.
-// First half: h_t, the spike and a_t = sigma((1 - beta) h_t) from x_t and u_{t-1}.
+// a_t = sigma((1 - beta) h_t), the gate of the complementary state.
+template <typename S>
+CLIF_HD S clif_comp_gate(S h, S beta) {
+  return clif_sigmoid((S(1) - beta) * h);
+}
+
+// m_t = a_t m_{t-1} + s_t. The backward recomputes m inside each checkpoint chunk from the
+// saved h with this same function (and clif_comp_gate, clif_fire), so it gets the same bits.
+template <typename S>
+CLIF_HD S clif_comp_update(S a, S m_prev, S s) {
+  return a * m_prev + s;
+}
+
+// First half: h_t, the spike and a_t from x_t and u_{t-1}.
 template <typename S>
 CLIF_HD void clif_forward_pre(S x, S beta, S theta, S u, S& h, S& s, S& a) {
   h = beta * u + x;
   s = clif_fire(h - theta);
-  a = clif_sigmoid((S(1) - beta) * h);
+  a = clif_comp_gate(h, beta);
 }
 
 // Second half: m_t and u_t from h_t, s_t, a_t and m_{t-1}.
 template <typename S, int RESET>
 CLIF_HD void clif_forward_post(S h, S s, S a, S theta, S& u, S& m) {
-  m = a * m + s;
+  m = clif_comp_update(a, m, s);
   if (RESET == RESET_NONE) {
     u = h;  // sigma(m) only feeds the reset: skip its exp
   } else {
@@ -215,7 +228,7 @@ struct ParamGrads {
 template <typename S, int KIND>
 CLIF_HD void clif_backward_gates(S h, S beta, S theta, SurrogateConsts<S> sc, S& g, S& a) {
   g = clif_surrogate<S, KIND>(h - theta, sc);
-  a = clif_sigmoid((S(1) - beta) * h);
+  a = clif_comp_gate(h, beta);
 }
 
 template <typename S, int RESET>

@@ -12,7 +12,8 @@
 // loop over the block's neurons inside, so the inner loop is contiguous and vectorises
 // (the compiler vectorises clif_math.h's scalar code; ISA variants picked at run time).
 // The carries (u, m; GU, GM, sigma(m)) and the block's parameters live in stack arrays
-// that stay in L1/L2, so memory traffic is the 16 B per neuron-step of DESIGN.md sec. 5.
+// that stay in L1/L2. Memory traffic: x in, spikes and h out (12 B per neuron-step in
+// float32), then grad in, h in, dx out (12 B); m only every kSaveChunk steps (clif_checks.h).
 #include "../clif_checks.h"
 #include "../clif_math.h"
 
@@ -107,7 +108,6 @@ struct FwdRow {
   const S* gsf;
   S* spk;
   S* h_save;  // nullptr: no autograd, nothing saved
-  S* m_save;
   NextRows<S> next;
 };
 
@@ -117,7 +117,7 @@ struct FwdRow {
 template <typename S, int RESET>
 CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
   constexpr int64_t kChunk = 256;
-  alignas(64) S abuf[kChunk], hbuf[kChunk], mbuf[kChunk];
+  alignas(64) S abuf[kChunk], hbuf[kChunk];
   for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
     const int64_t len = std::min(kChunk, r.len - c0);
     prefetch_chunk(r.next, c0, len);
@@ -129,7 +129,6 @@ CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
     const S* CLIF_RESTRICT gsf = r.gsf + c0;
     S* CLIF_RESTRICT spk = r.spk + c0;
     S* CLIF_RESTRICT hs = r.h_save != nullptr ? r.h_save + c0 : hbuf;  // scratch when not saving
-    S* CLIF_RESTRICT ms = r.m_save != nullptr ? r.m_save + c0 : mbuf;
     S* CLIF_RESTRICT a = abuf;
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
@@ -147,13 +146,48 @@ CLIF_FORCE_INLINE void forward_row_impl(const FwdRow<S>& r) {
       clif_forward_post<S, RESET>(h, s, a[i], theta[i], ui, mi);
       u[i] = ui;
       m[i] = mi;
-      ms[i] = mi;
     }
   }
 }
 
-// sigma(m_{t-1}) and u_{t-1} from the saved h_{t-1}, m_{t-1} (the forward's reset, redone:
-// the dynamics are never run backwards).
+// One step of the backward's recomputation of m inside a checkpoint chunk: a_t and m_t from
+// the saved h_t and m_{t-1}, with the forward's operations (clif_comp_gate, clif_fire,
+// clif_comp_update), so m_t has the forward's bits; a_t is kept for the backward step.
+template <typename S>
+struct RecomputeRow {
+  int64_t len;
+  const S* h;
+  const S* m_prev;
+  const S* beta;
+  const S* theta;
+  S* m;
+  S* a;
+  NextRows<S> next;
+};
+
+template <typename S>
+CLIF_FORCE_INLINE void recompute_row_impl(const RecomputeRow<S>& r) {
+  constexpr int64_t kChunk = 256;
+  for (int64_t c0 = 0; c0 < r.len; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, r.len - c0);
+    prefetch_chunk(r.next, c0, len);
+    const S* CLIF_RESTRICT h = r.h + c0;
+    const S* CLIF_RESTRICT m_prev = r.m_prev + c0;
+    const S* CLIF_RESTRICT beta = r.beta + c0;
+    const S* CLIF_RESTRICT theta = r.theta + c0;
+    S* CLIF_RESTRICT m = r.m + c0;
+    S* CLIF_RESTRICT a = r.a + c0;
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      const S ai = clif_comp_gate(h[i], beta[i]);
+      a[i] = ai;
+      m[i] = clif_comp_update(ai, m_prev[i], clif_fire(h[i] - theta[i]));
+    }
+  }
+}
+
+// sigma(m_{t-1}) and u_{t-1} from the saved h_{t-1} and the recomputed m_{t-1} (the forward's
+// reset, redone: the dynamics are never run backwards).
 template <typename S>
 struct PrevRow {
   int64_t len;
@@ -189,6 +223,7 @@ struct BwdRow {
   int64_t len;
   const S* h;       // h_t
   const S* m_prev;  // m_{t-1}
+  const S* a;       // a_t = sigma((1 - beta) h_t), from the recomputation
   const S* u_prev;  // u_{t-1}
   const S* b;       // sigma(m_t)
   const S* dspk;
@@ -216,6 +251,7 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
     prefetch_chunk(r.next, c0, len);
     const S* CLIF_RESTRICT h = r.h + c0;
     const S* CLIF_RESTRICT m_prev = r.m_prev + c0;
+    const S* CLIF_RESTRICT a = r.a + c0;
     const S* CLIF_RESTRICT u_prev = r.u_prev + c0;
     const S* CLIF_RESTRICT b = r.b + c0;
     const S* CLIF_RESTRICT dspk = r.dspk + c0;
@@ -234,8 +270,10 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
     for (int64_t i = 0; i < len; ++i) {
       ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
       S gu = GU[i], gm = GM[i];
-      dx[i] = clif_backward_step<S, RESET, KIND>(h[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i], sc,
-                                                 dspk[i], du[i], dm[i], gu, gm, pg);
+      // clif_backward_step with its gate a_t taken from the recomputation (same bits)
+      const S g = clif_surrogate<S, KIND>(h[i] - theta[i], sc);
+      dx[i] = clif_backward_core<S, RESET>(h[i], g, a[i], m_prev[i], b[i], u_prev[i], beta[i], theta[i], gsf[i],
+                                           dspk[i], du[i], dm[i], gu, gm, pg);
       GU[i] = gu;
       GM[i] = gm;
       pbeta[i] = pg.beta;
@@ -245,10 +283,11 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
   }
 }
 
-// One ISA variant = the three row functions compiled for that instruction set.
+// One ISA variant = the four row functions compiled for that instruction set.
 template <typename S>
 struct RowKernels {
   void (*forward[3])(const FwdRow<S>&);
+  void (*recompute)(const RecomputeRow<S>&);
   void (*prev[3])(const PrevRow<S>&);
   void (*backward[3][NUM_SURROGATES])(const BwdRow<S>&);
 };
@@ -257,6 +296,8 @@ struct RowKernels {
   namespace NS {                                                                   \
   template <typename S, int R>                                                     \
   ATTR void forward_row(const FwdRow<S>& r) { forward_row_impl<S, R>(r); }         \
+  template <typename S>                                                            \
+  ATTR void recompute_row(const RecomputeRow<S>& r) { recompute_row_impl<S>(r); }  \
   template <typename S, int R>                                                     \
   ATTR void prev_row(const PrevRow<S>& r) { prev_row_impl<S, R>(r); }              \
   template <typename S, int R, int K>                                              \
@@ -271,7 +312,7 @@ struct RowKernels {
 #define CLIF_TABLE(NS, S)                                                                      \
   RowKernels<S> {                                                                              \
     {&NS::forward_row<S, 0>, &NS::forward_row<S, 1>, &NS::forward_row<S, 2>},                \
-        {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>}, {                   \
+        &NS::recompute_row<S>, {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>}, {                   \
       CLIF_KINDS(NS, S, 0), CLIF_KINDS(NS, S, 1), CLIF_KINDS(NS, S, 2)                         \
     }                                                                                          \
   }
@@ -378,9 +419,11 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
     load_param(j.gsf, j.gsf_pn, n0, gsf, len);
     load(j.comp0 + n0, m, len);
     load(j.mem0 + n0, u, len);
-    if (j.saved) std::memcpy(j.saved + T * N + n0, m, len * sizeof(S));  // m_{-1}
     for (int64_t t = 0; t < T; ++t) {
       const int64_t off = t * N + n0;
+      if (j.saved && t % kSaveChunk == 0) {  // checkpoint m_{t-1} (clif_checks.h)
+        std::memcpy(j.saved + (T + t / kSaveChunk) * N + n0, m, len * sizeof(S));
+      }
       FwdRow<S> row;
       row.len = len;
       row.u = u;
@@ -397,15 +440,11 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
         row.spk = sbuf;
       }
       row.h_save = j.saved ? j.saved + off : nullptr;
-      row.m_save = j.saved ? j.saved + (T + 1 + t) * N + n0 : nullptr;
       if constexpr (kSame) {
         if (t + 1 < T) {
           row.next.read[0] = j.x + off + N;
           row.next.write[0] = j.spk + off + N;
-          if (j.saved) {
-            row.next.write[1] = row.h_save + N;
-            row.next.write[2] = row.m_save + N;
-          }
+          if (j.saved) row.next.write[1] = row.h_save + N;
         }
       }
       k.forward[j.reset](row);
@@ -445,6 +484,17 @@ struct BackwardJob {
   S* dgsf;
 };
 
+// The recomputed m and a of one block and one checkpoint chunk: (kSaveChunk + 1) + kSaveChunk
+// rows of kBlock values per thread (132 KiB in float32), kept per thread and reused so that
+// neither the stack nor the allocator sees them on every call.
+template <typename S>
+S* chunk_scratch() {
+  thread_local std::vector<S> buf(static_cast<size_t>(2 * kSaveChunk * kBlock));
+  return buf.data();
+}
+
+// Per block: the checkpoint chunks from the last; in each, a forward pass over its rows of h
+// recomputes m_t and a_t (clif_checks.h), then the backward steps run over them in reverse.
 template <typename in_t, typename S>
 void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   constexpr bool kSame = std::is_same<in_t, S>::value;
@@ -455,6 +505,8 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   alignas(64) S beta[kBlock], theta[kBlock], gsf[kBlock], pb[kBlock], pt[kBlock], pg[kBlock];
   alignas(64) S dsbuf[kBlock], dubuf[kBlock], dmbuf[kBlock], dxbuf[kBlock];
   std::fill(zero, zero + kBlock, S(0));
+  S* const m_rows = chunk_scratch<S>();              // m_rows + (i - 1) kBlock: m_{t0 + i - 1}, i >= 1
+  S* const a_rows = m_rows + kSaveChunk * kBlock;    // a_rows + i kBlock: a_{t0 + i}
   S* bcur = b;
   S* bnext = bprev;
   for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
@@ -467,61 +519,80 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
     std::fill(pg, pg + len, S(0));
     if (j.gmem && !j.gmem_seq) load(j.gmem + n0, GU, len); else std::fill(GU, GU + len, S(0));
     if (j.gcomp && !j.gcomp_seq) load(j.gcomp + n0, GM, len); else std::fill(GM, GM + len, S(0));
-    if (T > 0) {  // sigma(m_{T-1})
-      k.prev[j.reset](PrevRow<S>{len, saved + (T - 1) * N + n0, saved + 2 * T * N + n0, theta, bcur, uprev});
-    }
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t off = t * N + n0;
-      if (t > 0) {
-        k.prev[j.reset](
-            PrevRow<S>{len, saved + (t - 1) * N + n0, saved + (T + t) * N + n0, theta, bnext, uprev});
-      } else if (j.mem0) {
-        load(j.mem0 + n0, uprev, len);
-      } else {
-        std::fill(uprev, uprev + len, S(0));
+    const int64_t chunks = (T + kSaveChunk - 1) / kSaveChunk;
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * kSaveChunk, t1 = std::min(T, t0 + kSaveChunk);
+      // m_{t0 + i - 1}: the checkpoint for i = 0, the recomputed rows after it
+      const S* checkpoint = saved + (T + c) * N + n0;
+      auto m_row = [&](int64_t i) -> const S* { return i == 0 ? checkpoint : m_rows + (i - 1) * kBlock; };
+      for (int64_t t = t0; t < t1; ++t) {
+        RecomputeRow<S> rr;
+        rr.len = len;
+        rr.h = saved + t * N + n0;
+        rr.m_prev = m_row(t - t0);
+        rr.beta = beta;
+        rr.theta = theta;
+        rr.m = m_rows + (t - t0) * kBlock;
+        rr.a = a_rows + (t - t0) * kBlock;
+        if (t + 1 < t1) rr.next.read[0] = rr.h + N;
+        k.recompute(rr);
       }
-      BwdRow<S> row;
-      row.len = len;
-      row.h = saved + off;
-      row.m_prev = saved + (T + t) * N + n0;
-      row.u_prev = uprev;
-      row.b = bcur;
-      row.GU = GU;
-      row.GM = GM;
-      row.beta = beta;
-      row.theta = theta;
-      row.gsf = gsf;
-      row.sc = j.sc;
-      row.pbeta = pb;
-      row.ptheta = pt;
-      row.pgsf = pg;
-      if constexpr (kSame) {
+      if (t1 == T) {  // sigma(m_{T-1}) (the u_{T-1} it also writes is not used)
+        k.prev[j.reset](PrevRow<S>{len, saved + (T - 1) * N + n0, m_row(T - t0), theta, bcur, uprev});
+      }
+      for (int64_t t = t1 - 1; t >= t0; --t) {
+        const int64_t off = t * N + n0;
         if (t > 0) {
-          row.next.read[0] = j.gspk + off - N;
-          row.next.write[0] = j.dx + off - N;
-          if (t > 1) {
-            row.next.read[1] = saved + off - 2 * N;          // h_{t-2}
-            row.next.read[2] = saved + (T + t - 1) * N + n0;  // m_{t-2}
+          k.prev[j.reset](PrevRow<S>{len, saved + (t - 1) * N + n0, m_row(t - t0), theta, bnext, uprev});
+        } else if (j.mem0) {
+          load(j.mem0 + n0, uprev, len);
+        } else {
+          std::fill(uprev, uprev + len, S(0));
+        }
+        BwdRow<S> row;
+        row.len = len;
+        row.h = saved + off;
+        row.m_prev = m_row(t - t0);
+        row.a = a_rows + (t - t0) * kBlock;
+        row.u_prev = uprev;
+        row.b = bcur;
+        row.GU = GU;
+        row.GM = GM;
+        row.beta = beta;
+        row.theta = theta;
+        row.gsf = gsf;
+        row.sc = j.sc;
+        row.pbeta = pb;
+        row.ptheta = pt;
+        row.pgsf = pg;
+        if constexpr (kSame) {
+          if (t > 0) {
+            row.next.read[0] = j.gspk + off - N;
+            row.next.write[0] = j.dx + off - N;
+            if (t == t0) {  // the previous chunk: its checkpoint and first row of h
+              row.next.read[1] = saved + (T + c - 1) * N + n0;
+              row.next.read[2] = saved + (t0 - kSaveChunk) * N + n0;
+            }
           }
         }
+        if constexpr (kSame) {
+          row.dspk = j.gspk + off;
+          row.du = j.gmem_seq ? j.gmem + off : zero;
+          row.dm = j.gcomp_seq ? j.gcomp + off : zero;
+          row.dx = j.dx + off;
+        } else {
+          load(j.gspk + off, dsbuf, len);
+          row.dspk = dsbuf;
+          if (j.gmem_seq) load(j.gmem + off, dubuf, len);
+          row.du = j.gmem_seq ? dubuf : zero;
+          if (j.gcomp_seq) load(j.gcomp + off, dmbuf, len);
+          row.dm = j.gcomp_seq ? dmbuf : zero;
+          row.dx = dxbuf;
+        }
+        k.backward[j.reset][j.kind](row);
+        if constexpr (!kSame) store(dxbuf, j.dx + off, len);
+        std::swap(bcur, bnext);
       }
-      if constexpr (kSame) {
-        row.dspk = j.gspk + off;
-        row.du = j.gmem_seq ? j.gmem + off : zero;
-        row.dm = j.gcomp_seq ? j.gcomp + off : zero;
-        row.dx = j.dx + off;
-      } else {
-        load(j.gspk + off, dsbuf, len);
-        row.dspk = dsbuf;
-        if (j.gmem_seq) load(j.gmem + off, dubuf, len);
-        row.du = j.gmem_seq ? dubuf : zero;
-        if (j.gcomp_seq) load(j.gcomp + off, dmbuf, len);
-        row.dm = j.gcomp_seq ? dmbuf : zero;
-        row.dx = dxbuf;
-      }
-      k.backward[j.reset][j.kind](row);
-      if constexpr (!kSame) store(dxbuf, j.dx + off, len);
-      std::swap(bcur, bnext);
     }
     store(GM, j.dcomp0 + n0, len);
     store(GU, j.dmem0 + n0, len);

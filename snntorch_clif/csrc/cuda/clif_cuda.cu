@@ -84,19 +84,23 @@ __global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArg
   const float gsf = a.gsf[n * a.gsf_stride];
   float u = static_cast<float>(a.mem0[n]);
   float m = static_cast<float>(a.comp0[n]);
-  float* const m_saved = a.saved ? a.saved + T * N : nullptr;  // row 0: m_{-1}; row 1 + t: m_t
-  if (m_saved) m_saved[n] = m;
+  // saved rows (clif_checks.h): h_t at row t; row T + c: m_{c K - 1}, K = kSaveChunk
+  float* checkpoint = a.saved ? a.saved + T * N + n : nullptr;
   float x_next = T > 0 ? static_cast<float>(a.x[n]) : 0.f;
-  for (int64_t t = 0, off = n; t < T; ++t, off += N) {
+  for (int64_t t = 0, off = n, k = 0; t < T; ++t, off += N) {
     const float x = x_next;
     if (t + 1 < T) x_next = static_cast<float>(a.x[off + N]);
+    if (a.saved) {
+      if (k == 0) {
+        *checkpoint = m;
+        checkpoint += N;
+      }
+      k = k + 1 == kSaveChunk ? 0 : k + 1;
+    }
     float h, s;
     clif_forward_step<float, RESET>(x, beta, theta, u, m, h, s);
     a.spk[off] = static_cast<in_t>(s * gsf);
-    if (m_saved) {
-      a.saved[off] = h;
-      m_saved[off + N] = m;
-    }
+    if (a.saved) a.saved[off] = h;
     if (a.return_sequences) {
       a.comp[off] = static_cast<in_t>(m);
       a.mem[off] = static_cast<in_t>(u);
@@ -130,21 +134,22 @@ struct BackwardArgs {
   float* __restrict__ dgsf;
 };
 
-// The inputs of one backward step t that come from memory.
+// The incoming gradients of one backward step t (0 where absent).
 struct BackwardLoads {
-  float m_prev;  // m_{t-1}
-  float dspk, du, dm;  // incoming gradients of s_t, u_t, m_t (0 where absent)
+  float dspk, du, dm;  // of s_t, u_t, m_t
 };
 
 template <typename in_t>
-__device__ __forceinline__ BackwardLoads load_backward_step(const BackwardArgs<in_t>& a, const float* m_saved,
-                                                            int64_t off) {
-  return {m_saved[off], static_cast<float>(a.gspk[off]), a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f,
+__device__ __forceinline__ BackwardLoads load_backward_step(const BackwardArgs<in_t>& a, int64_t off) {
+  return {static_cast<float>(a.gspk[off]), a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f,
           a.gcomp_seq ? static_cast<float>(a.gcomp[off]) : 0.f};
 }
 
-// Reverse loop over the saved rows (see the forward's note on offsets and loads ahead);
-// h_{t-1}, read for step t's u_{t-1}, stays in a register as the next step's h.
+// The checkpoint chunks from the last (clif_checks.h): a forward pass over the chunk's saved
+// h recomputes m_t into a per-thread array (the forward's operations, so the same bits), then
+// the backward steps run over it in reverse; h stays in a per-thread array too, so each saved
+// value is read from memory once. Each step issues the next step's gradient loads before its
+// own arithmetic and store (see the forward's note on loads ahead).
 template <typename in_t, int RESET, int KIND>
 __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardArgs<in_t> a) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -156,39 +161,45 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
   float GU = (a.gmem && !a.gmem_seq) ? static_cast<float>(a.gmem[n]) : 0.f;
   float GM = (a.gcomp && !a.gcomp_seq) ? static_cast<float>(a.gcomp[n]) : 0.f;
   ParamGrads<float> pg{0.f, 0.f, 0.f};
-  const float* const m_saved = a.saved + T * N;  // row t: m_{t-1}
   if (T > 0) {
+    float h_chunk[kSaveChunk];
+    float m_chunk[kSaveChunk + 1];  // m_chunk[i]: m_{t0 + i - 1}
+    float b = 0.f;  // sigma(m_t) for the step being processed; "none" never reads it
     int64_t off = (T - 1) * N + n;
-    float h = a.saved[off];
-    // sigma(m_{T-1}); the "none" reset never reads sigma(m)
-    float b = RESET == RESET_NONE ? 0.f : clif_sigmoid(m_saved[off + N]);
-    BackwardLoads in = load_backward_step(a, m_saved, off);
-    for (int64_t t = T - 1;; --t) {
-      float h_prev = 0.f;
-      BackwardLoads next{0.f, 0.f, 0.f, 0.f};
-      if (t > 0) {  // step t-1's inputs, ahead of this step's work
-        h_prev = a.saved[off - N];
-        next = load_backward_step(a, m_saved, off - N);
+    BackwardLoads in = load_backward_step(a, off);
+    for (int64_t c = (T - 1) / kSaveChunk; c >= 0; --c) {
+      const int64_t t0 = c * kSaveChunk;
+      const int len = static_cast<int>(T - t0 < kSaveChunk ? T - t0 : kSaveChunk);
+      m_chunk[0] = a.saved[(T + c) * N + n];
+      for (int i = 0; i < len; ++i) {
+        const float h = a.saved[(t0 + i) * N + n];
+        h_chunk[i] = h;
+        m_chunk[i + 1] = clif_comp_update(clif_comp_gate(h, beta), m_chunk[i], clif_fire(h - theta));
       }
-      float b_prev = 0.f, u_prev;
-      if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
-        if (RESET == RESET_NONE) {
-          u_prev = h_prev;
+      if (t0 + len == T && RESET != RESET_NONE) b = clif_sigmoid(m_chunk[len]);
+      for (int i = len - 1; i >= 0; --i) {
+        const int64_t t = t0 + i;
+        BackwardLoads next{0.f, 0.f, 0.f};
+        if (t > 0) next = load_backward_step(a, off - N);  // step t-1's, ahead of this step's work
+        float b_prev = 0.f, u_prev;
+        if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
+          const float h_prev = i > 0 ? h_chunk[i - 1] : a.saved[off - N];
+          if (RESET == RESET_NONE) {
+            u_prev = h_prev;
+          } else {
+            b_prev = clif_sigmoid(m_chunk[i]);
+            u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+          }
         } else {
-          b_prev = clif_sigmoid(in.m_prev);
-          u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+          u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
         }
-      } else {
-        u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+        const float gh = clif_backward_step<float, RESET, KIND>(h_chunk[i], m_chunk[i], b, u_prev, beta, theta,
+                                                                gsf, a.sc, in.dspk, in.du, in.dm, GU, GM, pg);
+        a.dx[off] = static_cast<in_t>(gh);
+        b = b_prev;
+        in = next;
+        off -= N;
       }
-      const float gh = clif_backward_step<float, RESET, KIND>(h, in.m_prev, b, u_prev, beta, theta, gsf, a.sc,
-                                                              in.dspk, in.du, in.dm, GU, GM, pg);
-      a.dx[off] = static_cast<in_t>(gh);
-      if (t == 0) break;
-      h = h_prev;
-      b = b_prev;
-      in = next;
-      off -= N;
     }
   }
   a.dcomp0[n] = static_cast<in_t>(GM);
