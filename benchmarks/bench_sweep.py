@@ -8,16 +8,22 @@ For every thread count, neuron count N and sequence length T this times, interle
   ``clif_backward``) called directly: the kernels without the Python layers and autograd;
 * ``forward``: :func:`snntorch_clif.clif_sequence` under ``torch.no_grad()``;
 * ``leaky``: ``snn.Leaky`` in a Python step loop, forward + backward (at ``--leaky-T`` only);
+* ``mul``: ``(x * 0.5).backward(grad)``, the cheapest autograd forward + backward over the same
+  ``[T, N]`` tensor: what any user-level call pays in host time and memory traffic at least;
 * ``copy``: a copy of a 256 MiB buffer: the yardstick of the floor. The floor is 32 bytes
   per neuron-step (x in, spikes out, h and m saved; then the gradient in, h and m read back,
   dx out) at the bandwidth of that copy, taken in the same repetition, so that
-  ``fused / floor`` is a ratio of two times measured side by side.
+  ``fused / floor`` is a ratio of two times measured side by side. (The kernels save m only
+  every 16 steps, so they move 24.5 bytes; the floor keeps issue 12's 32 for comparison.)
 
 Every column is the median over repetitions; ratios are medians of per-repetition ratios,
 robust to the machine drifting (shared VMs drift by 30-50 %). Minor page faults per call
 are ``getrusage`` ``ru_minflt`` deltas (exact counts, not timings). Then a call-overhead
 section times one single-step ``CLIF`` call on a ``[8, 16]`` input against ``snn.Leaky``
-(forward+backward and forward only) and a multi-step call on ``[4, 8, 16]``.
+(forward+backward and forward only) and a multi-step call on ``[4, 8, 16]``, and a step-loop
+section times :func:`snntorch_clif.clif_step` in a Python loop over ``x.unbind(0)`` (the fused
+op with T = 1, forward + backward) against the same loop on the reference path
+(``backends.use_reference()``), at every T and N of the sweep (issue 12, goal 3).
 
 The numbers per neuron-step are ``time / (T * N)``; "flat" compares them across T.
 
@@ -50,7 +56,7 @@ import snntorch_clif
 from snntorch_clif import clif_sequence, surrogate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop  # noqa: E402
+from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop, make_competitors  # noqa: E402
 
 COPY_MIB = 256
 
@@ -114,7 +120,11 @@ def make_case(T: int, N: int, leaky: bool) -> Case:
         saved = fwd_op(xd, zeros, zeros, half, one, one, 0, rect.kind, rect.param, False, True)[3]
         bwd_op(grad, None, None, saved, zeros, half, one, one, 0, rect.kind, rect.param, False)
 
-    case: Case = {"fused": fused, "kernel": kernel, "forward": forward}
+    def mul() -> None:
+        x.grad = None
+        (x * 0.5).backward(grad)
+
+    case: Case = {"fused": fused, "kernel": kernel, "forward": forward, "mul": mul}
     if leaky:
         case["leaky"] = leaky_step_loop(x, grad, "cpu")
     return case
@@ -238,6 +248,31 @@ def call_overhead(reps: int, calls: int) -> dict:
     }
 
 
+def step_loops(Ts: list[int], Ns: list[int], reps: int) -> list[dict]:
+    """``clif_step`` in a Python loop, fused vs reference, forward + backward, per (N, T)."""
+    rows = []
+    for n in Ns:
+        for t in Ts:
+            every = make_competitors(t, 1, n, torch.device("cpu"), torch.float32)
+            case = {name: every[name] for name in ("fused_step", "reference_step")}
+            runs = run_interleaved(case, reps, min_sample_s=0.0)
+            fused_s = [x for x, _ in runs["fused_step"]]
+            ref_s = [x for x, _ in runs["reference_step"]]
+            ratios = [f / r for f, r in zip(fused_s, ref_s)]
+            rows.append({
+                "T": t, "N": n,
+                "fused_step_ms": statistics.median(fused_s) * 1e3,
+                "reference_step_ms": statistics.median(ref_s) * 1e3,
+                "fused_over_reference": spread(ratios),
+            })
+            r = rows[-1]
+            print(f"  step loop N={n:>7} T={t:>5}: fused clif_step {r['fused_step_ms']:9.2f} ms, reference "
+                  f"{r['reference_step_ms']:9.2f} ms, fused/reference {r['fused_over_reference']['median']:.2f} "
+                  f"({r['fused_over_reference']['min']:.2f}-{r['fused_over_reference']['max']:.2f})", flush=True)
+            del every, case
+    return rows
+
+
 def summarize(rows: list[dict]) -> dict:
     """Flatness across T and the floor ratios, per N (the goals of issue 12)."""
     out: dict = {}
@@ -254,6 +289,7 @@ def summarize(rows: list[dict]) -> dict:
             "kernel_ns_max_over_min": max(kern) / min(kern),
             "kernel_over_floor_max_over_min": max(kern_floor) / min(kern_floor),
             "fused_over_floor": floor,
+            "fused_over_mul": [r["impl"]["mul"]["median_ratio_to_fused"] ** -1 for r in sub],
         }
         leaky = [r["impl"]["leaky"]["median_ratio_to_fused"] for r in sub if "leaky" in r["impl"]]
         if leaky:
@@ -264,18 +300,19 @@ def summarize(rows: list[dict]) -> dict:
 
 def print_header() -> None:
     head = (f"{'thr':>3} {'N':>7} {'T':>5} | {'fused ns/st':>11} {'/floor':>6} {'(min-max)':>11} "
-            f"{'kernel':>7} {'/floor':>6} {'fwd-only':>8} {'faults':>8} {'kfaults':>8} {'leaky/fused':>11} {'GB/s':>5}")
+            f"{'kernel':>7} {'/floor':>6} {'fwd-only':>8} {'mul':>6} {'faults':>8} {'kfaults':>8} {'leaky/fused':>11} {'GB/s':>5}")
     print(head)
     print("-" * len(head))
 
 
 def print_rows(rows: list[dict], threads: int) -> None:
     for r in rows:
-        f, k, fw = r["impl"]["fused"], r["impl"]["kernel"], r["impl"]["forward"]
+        f, k, fw, mu = r["impl"]["fused"], r["impl"]["kernel"], r["impl"]["forward"], r["impl"]["mul"]
         lk = r["impl"].get("leaky")
         print(f"{threads:>3} {r['N']:>7} {r['T']:>5} | {f['ns_per_neuron_step']:>11.2f} {f['over_floor']['median']:>6.2f} "
               f"{f['over_floor']['min']:>5.2f}-{f['over_floor']['max']:<5.2f} {k['ns_per_neuron_step']:>7.2f} "
-              f"{k['over_floor']['median']:>6.2f} {fw['ns_per_neuron_step']:>8.2f} {f['minor_faults_per_call']:>8.0f} "
+              f"{k['over_floor']['median']:>6.2f} {fw['ns_per_neuron_step']:>8.2f} {mu['ns_per_neuron_step']:>6.2f} "
+              f"{f['minor_faults_per_call']:>8.0f} "
               f"{k['minor_faults_per_call']:>8.0f} {lk['median_ratio_to_fused'] if lk else float('nan'):>11.2f} "
               f"{r['copy_bandwidth_bytes_per_s'] / 1e9:>5.1f}", flush=True)
 
@@ -289,6 +326,7 @@ def main() -> None:
     parser.add_argument("--leaky-T", type=int, nargs="*", default=[16], help="T values that also time snn.Leaky")
     parser.add_argument("--quick", action="store_true", help="T 4 16 256, 3 repetitions")
     parser.add_argument("--no-overhead", action="store_true", help="skip the call-overhead section")
+    parser.add_argument("--no-steps", action="store_true", help="skip the step-loop section")
     parser.add_argument("--json-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
     for name in ("T", "N", "threads"):
@@ -313,7 +351,8 @@ def main() -> None:
         for n, s in summary.items():
             print(f"  {threads} thread(s), N={n}: fused ns/step max/min over T {s['fused_ns_max_over_min']:.2f} "
                   f"(floor ratio max/min {s['fused_over_floor_max_over_min']:.2f}); kernel only "
-                  f"{s['kernel_ns_max_over_min']:.2f} ({s['kernel_over_floor_max_over_min']:.2f})")
+                  f"{s['kernel_ns_max_over_min']:.2f} ({s['kernel_over_floor_max_over_min']:.2f}); fused / autograd mul "
+                  f"over T: {' '.join(f'{v:.1f}' for v in s['fused_over_mul'])}")
         overhead = None if args.no_overhead else call_overhead(reps=max(reps, 5), calls=200)
         if overhead:
             u = overhead["us_per_call"]
@@ -322,6 +361,7 @@ def main() -> None:
                   f"forward only {u['clif_step_fwd']:.0f} vs {u['leaky_step_fwd']:.0f} us "
                   f"(x{overhead['clif_over_leaky_fwd']:.2f}); CLIF multi-step T=4 fwd+bwd {u['clif_multi_T4_fwd_bwd']:.0f} us "
                   f"(x{overhead['clif_multi_over_single_fwd_bwd']:.2f} a single step)")
+        steps = None if args.no_steps else step_loops(Ts, args.N, reps=max(3, reps // 2))
         result = {
             "benchmark": "bench_sweep.py",
             "device": "cpu",
@@ -337,6 +377,7 @@ def main() -> None:
             "rows": rows,
             "summary": summary,
             "call_overhead": overhead,
+            "step_loop": steps,
         }
         if args.json_dir:
             os.makedirs(args.json_dir, exist_ok=True)
