@@ -110,10 +110,27 @@ def test_backward_without_state_gradients_or_mem0_across_blocks(threads: None) -
     assert_bitwise(list(part[:3]), [full[0][:, 1000:2100], full[1][1000:2100], full[2][1000:2100]])
 
 
+@pytest.mark.parametrize("T", [1, 16, 17, 40])
+def test_saved_buffer_holds_h_at_every_step_and_m_every_16(T: int, threads: None) -> None:
+    """The layout of clif_checks.h: rows 0..T-1 are h_t = beta u_{t-1} + x_t, row T + c is
+    m_{16c - 1} (m_{-1} = comp0), the bits of the forward's own states, across blocks."""
+    torch.set_num_threads(2)
+    N = 2 * 1024 + 7
+    a = make_inputs(T, N, torch.float32, seed=T)
+    _, comp, mem, saved = FWD(a["x"], a["comp"], a["mem"], a["beta"], a["thr"], a["gsf"],
+                              RESET, SURROGATE, PARAM, True, True)
+    assert saved.shape == (ops.saved_rows(T), N) == (T + (T + 15) // 16, N)
+    mem_before = torch.cat([a["mem"][None], mem[:-1]])  # u_{t-1}
+    comp_before = torch.cat([a["comp"][None], comp[:-1]])  # m_{t-1}
+    h = a["beta"] * mem_before + a["x"]  # one rounding per operation, as in the kernel
+    assert torch.equal(saved[:T].view(torch.int32), h.view(torch.int32))
+    assert torch.equal(saved[T:].view(torch.int32), comp_before[::ops.SAVE_CHUNK].view(torch.int32))
+
+
 def test_reused_output_memory_is_fully_overwritten() -> None:
     """Outputs large enough for the pool reuse the memory of earlier, freed outputs (stale
     values); every element must still be written: problem A, then B, then A again."""
-    T, N = 24, 40_000  # spikes and dx 3.7 MiB, saved 7.5 MiB: pooled
+    T, N = 24, 40_000  # spikes and dx 3.7 MiB, saved 4 MiB: pooled
     a, b = make_inputs(T, N, torch.float32, seed=10), make_inputs(T, N, torch.float32, seed=11)
     first = [t.clone() for t in run_op(a)]
     run_op(b)

@@ -98,11 +98,11 @@ def run_ops(namespace: str, case: dict, reset: int, surrogate: tuple[int, float]
         case["grad_spk"], case["grad_comp"], case["grad_mem"], saved,
         case["mem0"] if case["pass_mem0"] else None, *case["params"], reset, kind, param, case["param_grads"],
     )
-    # `saved` is each backend's private buffer: the backward's results check what it holds
-    return [spk, comp, mem, *grads]
+    # `saved` has one layout on both devices (clif_checks.h: h_t, then m every 16 steps)
+    return [spk, comp, mem, saved, *grads]
 
 
-NAMES = ["spk", "comp", "mem", "grad_x", "grad_comp0", "grad_mem0", "grad_beta", "grad_threshold", "grad_gsf"]
+NAMES = ["spk", "comp", "mem", "saved", "grad_x", "grad_comp0", "grad_mem0", "grad_beta", "grad_threshold", "grad_gsf"]
 
 
 @pytest.mark.parametrize("reset", list(RESETS))
