@@ -134,17 +134,25 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
     return torch.tensor(float(value), dtype=dtype, device=like.device)
 
 
+def _state_or_none(state: Optional[Tensor], name: str, like: Tensor, shape: torch.Size) -> Optional[Tensor]:
+    # A zero state stays None down to the dispatch: the fused op takes None for zeros and
+    # never reads an [N] buffer of them; the reference path makes the zeros.
+    if state is None or (isinstance(state, Tensor) and state.numel() == 0 and state.shape != shape):
+        return None
+    return check_state(state, name, like, shape)
+
+
 def _prepare(
     x: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor | float,
     threshold: Tensor | float, graded_spikes_factor: Tensor | float, spike_grad: SpikeGrad | None,
     reset_mechanism: str, neuron_shape: torch.Size,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, SpikeGrad]:
+) -> tuple[Optional[Tensor], Optional[Tensor], Tensor, Tensor, Tensor, SpikeGrad]:
     check_reset_mechanism(reset_mechanism)
     if not isinstance(beta, Tensor) and not 0.0 <= float(beta) <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
     return (
-        check_state(comp, "comp", x, neuron_shape),
-        check_state(mem, "mem", x, neuron_shape),
+        _state_or_none(comp, "comp", x, neuron_shape),
+        _state_or_none(mem, "mem", x, neuron_shape),
         as_parameter(beta, "beta", x, neuron_shape),
         as_parameter(threshold, "threshold", x, neuron_shape),
         as_parameter(graded_spikes_factor, "graded_spikes_factor", x, neuron_shape),

@@ -349,9 +349,9 @@ class CLIF(snn.Leaky):
             )
         return state.expand(shape)
 
-    def _kept_state(self, state: Tensor, shape: torch.Size, like: Tensor) -> Tensor:
+    def _kept_state(self, state: Tensor, shape: torch.Size, like: Tensor) -> Optional[Tensor]:
         if state.shape != shape:
-            return like.new_zeros(shape)
+            return None  # zeros: made by the reference path, never read by the fused op
         if state.dtype != like.dtype or state.device != like.device:
             return state.to(device=like.device, dtype=like.dtype)
         return state

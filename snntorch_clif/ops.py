@@ -5,7 +5,7 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 ``csrc/cuda/clif_cuda.cu``, both built on the per-element math of ``csrc/clif_math.h``):
 
 ``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save)``
-    (``comp0``, ``mem0`` ``[N]`` in ``x``'s dtype; ``beta``, ``threshold``, ``gsf``
+    (``comp0``, ``mem0`` ``[N]`` in ``x``'s dtype, or ``None`` for zeros; ``beta``, ``threshold``, ``gsf``
     ``[1]`` or ``[N]`` in the compute dtype, float32 or float64) runs :math:`T` steps of
 
     .. math::
@@ -191,7 +191,7 @@ if AVAILABLE:
 
     @torch.library.register_fake("snntorch_clif::clif_forward")
     def _forward_fake(
-        x: Tensor, comp0: Tensor, mem0: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+        x: Tensor, comp0: Optional[Tensor], mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
         reset: int, surrogate: int, surrogate_param: float, return_sequences: bool, save: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         torch._check(x.dim() == 2, lambda: f"x must be [T, N], got {tuple(x.shape)}")
@@ -231,13 +231,14 @@ def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:
 
 
 def clif_sequence_fused(
-    x_seq: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    x_seq: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
     spike_grad: Surrogate, reset_mechanism: str, return_sequences: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""CLIF over ``x_seq`` ``[T, ...]`` with the fused op: ``(spk, comp, mem)``.
 
     Same contract as :func:`snntorch_clif.reference.clif_sequence_reference` (without
-    ``inhibition`` / ``state_quant``): ``comp``, ``mem`` shaped ``x_seq.shape[1:]``,
+    ``inhibition`` / ``state_quant``): ``comp``, ``mem`` shaped ``x_seq.shape[1:]`` (``None``:
+    zeros, which the kernel then never reads from memory),
     ``beta``, ``threshold``, ``gsf`` tensors broadcastable to it (the states in ``x_seq``'s
     dtype, all on its device; parameters in any float dtype, used and differentiated in
     float32, float64 for float64 inputs); ``spike_grad`` a
@@ -257,13 +258,13 @@ def clif_sequence_fused(
     shape = x_seq.shape[1:]
     n = shape.numel()
     x2 = x_seq.reshape(T, n).contiguous()
-    comp0 = comp.reshape(n).contiguous()
-    mem0 = mem.reshape(n).contiguous()
+    comp0 = None if comp is None else comp.reshape(n).contiguous()
+    mem0 = None if mem is None else mem.reshape(n).contiguous()
     beta1 = _flat_param(beta, shape, n)
     thr1 = _flat_param(threshold, shape, n)
     gsf1 = _flat_param(gsf, shape, n)
     save = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (x2, comp0, mem0, beta1, thr1, gsf1)
+        t is not None and t.requires_grad for t in (x2, comp0, mem0, beta1, thr1, gsf1)
     )
     spk, comp_out, mem_out, _ = torch.ops.snntorch_clif.clif_forward(
         x2, comp0, mem0, beta1, thr1, gsf1, RESET_IDS[reset_mechanism], spike_grad.kind,
@@ -278,7 +279,7 @@ def clif_sequence_fused(
 
 
 def clif_step_fused(
-    x: Tensor, comp: Tensor, mem: Tensor, beta: Tensor, threshold: Tensor, gsf: Tensor,
+    x: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
     spike_grad: Surrogate, reset_mechanism: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""One CLIF step with the fused op (the sequence op with :math:`T = 1`).

@@ -46,6 +46,7 @@ OPTIONS = {  # drawn per case; test_sweep_covers_every_pair_of_options checks th
     "grad_comp": 3,  # absent, [N] (final state), [T, N] (sequence)
     "grad_mem": 3,
     "pass_mem0": 2,  # the backward's mem0 is optional (u_{-1} = 0 without it)
+    "pass_states": 2,  # the forward's comp0 / mem0 are optional (zeros without them)
     "param_grads": 2,
     "return_sequences": 2,
 }
@@ -84,6 +85,7 @@ def make_case(i: int, T: int, N: int, dtype: torch.dtype) -> dict:
         "grad_spk": torch.randn(T, N, generator=g).to(dtype),
         "grad_comp": grad(o["grad_comp"]), "grad_mem": grad(o["grad_mem"]),
         "pass_mem0": bool(o["pass_mem0"]), "param_grads": bool(o["param_grads"]),
+        "pass_states": bool(o["pass_states"]),
     }
 
 
@@ -91,8 +93,9 @@ def run_ops(namespace: str, case: dict, reset: int, surrogate: tuple[int, float]
     """Forward with save, then backward, through ``torch.ops.<namespace>``; every output."""
     lib = getattr(torch.ops, namespace)
     kind, param = surrogate
+    comp0, mem0 = (case["comp0"], case["mem0"]) if case["pass_states"] else (None, None)
     spk, comp, mem, saved = lib.clif_forward(
-        case["x"], case["comp0"], case["mem0"], *case["params"], reset, kind, param, case["return_sequences"], True
+        case["x"], comp0, mem0, *case["params"], reset, kind, param, case["return_sequences"], True
     )
     grads = lib.clif_backward(
         case["grad_spk"], case["grad_comp"], case["grad_mem"], saved,

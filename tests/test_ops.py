@@ -304,6 +304,31 @@ def test_opcheck_forward(dtype: torch.dtype, seqs: bool) -> None:
         torch.library.opcheck(
             torch.ops.snntorch_clif.clif_forward.default, (*args, 0, 1, 2.0, seqs, requires_grad)
         )
+    x, _, _, *params = _op_args(6, 10, dtype, True, True)  # no initial states: zeros
+    torch.library.opcheck(torch.ops.snntorch_clif.clif_forward.default, (x, None, None, *params, 0, 1, 2.0, seqs, True))
+
+
+def test_absent_initial_states_are_zeros_and_get_no_gradient() -> None:
+    """comp0 / mem0 None: the bits of explicit zeros, forward and backward (x and the
+    parameters); autograd gives the absent states no gradient."""
+    T, N = 19, 37
+    x, _, _, beta, thr, gsf = _op_args(T, N, torch.float32, True, True)
+    zeros = torch.zeros(N, requires_grad=True)
+
+    def run(comp0, mem0):  # noqa: ANN001, ANN202
+        for t in (x, beta, thr, gsf):
+            t.grad = None
+        outs = torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, thr, gsf, 0, 3, 5.0, True, True)
+        w = torch.Generator().manual_seed(0)
+        loss = sum((o * torch.randn(o.shape, generator=w)).sum() for o in outs[:3])
+        loss.backward()
+        return [o.detach() for o in outs[:3]] + [t.grad.clone() for t in (x, beta, thr, gsf)]
+
+    absent = run(None, None)
+    explicit = run(zeros, zeros)
+    for a, b in zip(absent, explicit):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+    assert zeros.grad is not None and zeros.grad.abs().sum() > 0  # the explicit states did get one
 
 
 @pytest.mark.parametrize("seqs", [False, True])

@@ -17,9 +17,10 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using ForwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                                             const Tensor&, const Tensor&, const Tensor&, int64_t,
-                                                             int64_t, double, bool, bool);
+using ForwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const std::optional<Tensor>&,
+                                                             const std::optional<Tensor>&, const Tensor&,
+                                                             const Tensor&, const Tensor&, int64_t, int64_t, double,
+                                                             bool, bool);
 using BackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const std::optional<Tensor>&, const std::optional<Tensor>&, const Tensor&,
     const std::optional<Tensor>&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, double, bool);
@@ -42,9 +43,11 @@ std::optional<Tensor> contiguous_or_none(const Tensor& t) {
 
 class ClifFunction : public torch::autograd::Function<ClifFunction> {
  public:
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& comp0, const Tensor& mem0,
-                               const Tensor& beta, const Tensor& threshold, const Tensor& gsf, int64_t reset,
-                               int64_t surrogate, double surrogate_param, bool return_sequences, bool save) {
+  // comp0 / mem0: absent means zeros (then they get no gradient)
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const std::optional<Tensor>& comp0,
+                               const std::optional<Tensor>& mem0, const Tensor& beta, const Tensor& threshold,
+                               const Tensor& gsf, int64_t reset, int64_t surrogate, double surrogate_param,
+                               bool return_sequences, bool save) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [spk, comp, mem, saved] = forward_op().call(x, comp0, mem0, beta, threshold, gsf, reset, surrogate,
                                                      surrogate_param, return_sequences, save);
@@ -52,7 +55,10 @@ class ClifFunction : public torch::autograd::Function<ClifFunction> {
     ctx->set_materialize_grads(false);
     ctx->mark_non_differentiable({saved});
     // u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs.
-    ctx->save_for_backward({saved, beta.requires_grad() ? mem0 : Tensor(), beta, threshold, gsf});
+    const Tensor mem0_or_none = mem0.has_value() ? *mem0 : Tensor();
+    ctx->save_for_backward({saved, beta.requires_grad() ? mem0_or_none : Tensor(), beta, threshold, gsf});
+    ctx->saved_data["has_comp0"] = comp0.has_value() && comp0->defined();
+    ctx->saved_data["has_mem0"] = mem0_or_none.defined();
     ctx->saved_data["reset"] = reset;
     ctx->saved_data["surrogate"] = surrogate;
     ctx->saved_data["surrogate_param"] = surrogate_param;
@@ -85,17 +91,22 @@ class ClifFunction : public torch::autograd::Function<ClifFunction> {
     };
     variable_list out(11);  // one per forward input; none for the non-tensor ones
     out[0] = dx;
-    out[1] = dcomp0;
-    out[2] = dmem0;
-    if (ctx->needs_input_grad(3)) out[3] = reduce(dbeta, beta);
-    if (ctx->needs_input_grad(4)) out[4] = reduce(dthreshold, threshold);
-    if (ctx->needs_input_grad(5)) out[5] = reduce(dgsf, gsf);
+    const bool has_comp0 = ctx->saved_data["has_comp0"].toBool(), has_mem0 = ctx->saved_data["has_mem0"].toBool();
+    if (has_comp0) out[1] = dcomp0;
+    if (has_mem0) out[2] = dmem0;
+    // needs_input_grad counts the tensor inputs that were given: absent states have no edge
+    const size_t params_edge = 1 + has_comp0 + has_mem0;
+    if (ctx->needs_input_grad(params_edge)) out[3] = reduce(dbeta, beta);
+    if (ctx->needs_input_grad(params_edge + 1)) out[4] = reduce(dthreshold, threshold);
+    if (ctx->needs_input_grad(params_edge + 2)) out[5] = reduce(dgsf, gsf);
     return out;
   }
 };
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x, const Tensor& comp0,
-                                                                 const Tensor& mem0, const Tensor& beta,
+std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x,
+                                                                 const std::optional<Tensor>& comp0,
+                                                                 const std::optional<Tensor>& mem0,
+                                                                 const Tensor& beta,
                                                                  const Tensor& threshold, const Tensor& gsf,
                                                                  int64_t reset, int64_t surrogate,
                                                                  double surrogate_param, bool return_sequences,

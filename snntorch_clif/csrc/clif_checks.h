@@ -54,14 +54,17 @@ inline void check_reset(int64_t reset) {
   TORCH_CHECK(reset >= 0 && reset <= 2, "snntorch_clif: reset id must be 0, 1 or 2, got ", reset);
 }
 
-inline void check_forward_args(const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0,
-                               const at::Tensor& beta, const at::Tensor& threshold,
-                               const at::Tensor& gsf, int64_t reset) {
+// An optional initial state: absent (or undefined) means zeros.
+inline bool has_state(const c10::optional<at::Tensor>& s) { return s.has_value() && s->defined(); }
+
+inline void check_forward_args(const at::Tensor& x, const c10::optional<at::Tensor>& comp0,
+                               const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
+                               const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset) {
   TORCH_CHECK(x.dim() == 2, "snntorch_clif: x must be [T, N], got ", x.sizes());
   TORCH_CHECK(x.is_contiguous(), "snntorch_clif: x must be contiguous");
   const int64_t n = x.size(1);
-  check_state(comp0, "comp", x, n);
-  check_state(mem0, "mem", x, n);
+  if (has_state(comp0)) check_state(*comp0, "comp", x, n);
+  if (has_state(mem0)) check_state(*mem0, "mem", x, n);
   check_param(beta, "beta", x, n);
   check_param(threshold, "threshold", x, n);
   check_param(gsf, "graded_spikes_factor", x, n);
@@ -128,7 +131,7 @@ inline void check_backward_args(const at::Tensor& gspk, const c10::optional<at::
               " (was the forward run with save=False?)");
   TORCH_CHECK(saved.scalar_type() == acc_dtype(gspk.scalar_type()) && saved.device() == gspk.device(),
               "snntorch_clif: saved has the wrong dtype or device");
-  if (mem0.has_value() && mem0->defined()) check_state(*mem0, "mem", gspk, n);
+  if (has_state(mem0)) check_state(*mem0, "mem", gspk, n);
   check_param(beta, "beta", gspk, n);
   check_param(threshold, "threshold", gspk, n);
   check_param(gsf, "graded_spikes_factor", gspk, n);

@@ -4,12 +4,13 @@
 
 namespace snntorch_clif {
 
-// x [T, N] contiguous; comp0/mem0 [N] in x's dtype; beta/threshold/gsf [1] or [N] in the
+// x [T, N] contiguous; comp0/mem0 [N] in x's dtype, or None for zeros (nothing to read: a
+// fresh state costs no [N] buffer); beta/threshold/gsf [1] or [N] in the
 // compute dtype (float32; float64 for float64 x).
 // reset: 0 subtract, 1 zero, 2 none. surrogate/surrogate_param are unused by the forward
 // kernel; they are inputs so the autograd formula (ops.py) can see them.
 constexpr const char* kForwardSchema =
-    "clif_forward(Tensor x, Tensor comp0, Tensor mem0, Tensor beta, Tensor threshold, Tensor gsf, "
+    "clif_forward(Tensor x, Tensor? comp0, Tensor? mem0, Tensor beta, Tensor threshold, Tensor gsf, "
     "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save) "
     "-> (Tensor spk, Tensor comp, Tensor mem, Tensor saved)";
 

@@ -393,7 +393,7 @@ struct ForwardJob {
   int64_t T, N;
   int reset;
   const in_t* x;
-  const in_t* comp0;
+  const in_t* comp0;  // nullptr: zeros
   const in_t* mem0;
   const S* beta;  // parameters arrive in the compute type
   const S* theta;
@@ -417,8 +417,8 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
     load_param(j.beta, j.beta_pn, n0, beta, len);
     load_param(j.theta, j.theta_pn, n0, theta, len);
     load_param(j.gsf, j.gsf_pn, n0, gsf, len);
-    load(j.comp0 + n0, m, len);
-    load(j.mem0 + n0, u, len);
+    if (j.comp0) load(j.comp0 + n0, m, len); else std::fill(m, m + len, S(0));
+    if (j.mem0) load(j.mem0 + n0, u, len); else std::fill(u, u + len, S(0));
     for (int64_t t = 0; t < T; ++t) {
       const int64_t off = t * N + n0;
       if (j.saved && t % kSaveChunk == 0) {  // checkpoint m_{t-1} (clif_checks.h)
@@ -811,9 +811,9 @@ template <typename S>
 using Acc = std::conditional_t<std::is_same<S, double>::value, double, float>;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
-    const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0, const at::Tensor& beta,
-    const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate, double surrogate_param,
-    bool return_sequences, bool save) {
+    const at::Tensor& x, const std::optional<at::Tensor>& comp0, const std::optional<at::Tensor>& mem0,
+    const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
+    double surrogate_param, bool return_sequences, bool save) {
   (void)surrogate;
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
@@ -827,8 +827,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
     j.N = N;
     j.reset = static_cast<int>(reset);
     j.x = x.const_data_ptr<scalar_t>();
-    j.comp0 = comp0.const_data_ptr<scalar_t>();
-    j.mem0 = mem0.const_data_ptr<scalar_t>();
+    j.comp0 = has_state(comp0) ? comp0->const_data_ptr<scalar_t>() : nullptr;
+    j.mem0 = has_state(mem0) ? mem0->const_data_ptr<scalar_t>() : nullptr;
     j.beta = beta.const_data_ptr<S>();
     j.theta = threshold.const_data_ptr<S>();
     j.gsf = gsf.const_data_ptr<S>();

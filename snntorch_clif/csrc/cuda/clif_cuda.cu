@@ -57,7 +57,7 @@ template <typename in_t>
 struct ForwardArgs {
   int64_t T, N;
   const in_t* __restrict__ x;
-  const in_t* __restrict__ comp0;
+  const in_t* __restrict__ comp0;  // nullptr: zeros
   const in_t* __restrict__ mem0;
   const float* __restrict__ beta;  // parameters arrive in float32
   const float* __restrict__ theta;
@@ -82,8 +82,8 @@ __global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArg
   const float beta = a.beta[n * a.beta_stride];
   const float theta = a.theta[n * a.theta_stride];
   const float gsf = a.gsf[n * a.gsf_stride];
-  float u = static_cast<float>(a.mem0[n]);
-  float m = static_cast<float>(a.comp0[n]);
+  float u = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+  float m = a.comp0 ? static_cast<float>(a.comp0[n]) : 0.f;
   // saved rows (clif_checks.h): h_t at row t; row T + c: m_{c K - 1}, K = kSaveChunk
   float* checkpoint = a.saved ? a.saved + T * N + n : nullptr;
   float x_next = T > 0 ? static_cast<float>(a.x[n]) : 0.f;
@@ -216,9 +216,9 @@ inline int64_t stride_of(const at::Tensor& p, int64_t N) { return (p.numel() == 
 inline unsigned blocks_for(int64_t N) { return static_cast<unsigned>((N + kThreads - 1) / kThreads); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
-    const at::Tensor& x, const at::Tensor& comp0, const at::Tensor& mem0, const at::Tensor& beta,
-    const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate, double surrogate_param,
-    bool return_sequences, bool save) {
+    const at::Tensor& x, const std::optional<at::Tensor>& comp0, const std::optional<at::Tensor>& mem0,
+    const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
+    double surrogate_param, bool return_sequences, bool save) {
   (void)surrogate;
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
@@ -233,8 +233,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
     a.T = T;
     a.N = N;
     a.x = x.const_data_ptr<scalar_t>();
-    a.comp0 = comp0.const_data_ptr<scalar_t>();
-    a.mem0 = mem0.const_data_ptr<scalar_t>();
+    a.comp0 = has_state(comp0) ? comp0->const_data_ptr<scalar_t>() : nullptr;
+    a.mem0 = has_state(mem0) ? mem0->const_data_ptr<scalar_t>() : nullptr;
     a.beta = beta.const_data_ptr<float>();
     a.theta = threshold.const_data_ptr<float>();
     a.gsf = gsf.const_data_ptr<float>();
