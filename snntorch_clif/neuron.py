@@ -58,6 +58,16 @@ def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
     return torch.as_tensor(float(value), dtype=torch.get_default_dtype())
 
 
+
+class _KeptStates:
+    """The states a CLIF keeps between calls. A plain object: storing them after every step
+    then skips ``nn.Module.__setattr__`` (about 1 us per attribute, several per step)."""
+
+    def __init__(self) -> None:
+        self.comp = torch.zeros(0)
+        self.mem = torch.zeros(0)
+        self.mem_had_graph = False  # the kept mem carried a graph when it was stored
+
 class CLIF(snn.Leaky):
     r"""Complementary Leaky Integrate-and-Fire neuron (Huang et al., ICML 2024).
 
@@ -216,10 +226,16 @@ class CLIF(snn.Leaky):
             "reset_mechanism_val", torch.as_tensor(_RESET_NAMES.index(reset_mechanism))
         )
         self._reset_mechanism = reset_mechanism
-        self._comp = torch.zeros(0)
-        self._mem = torch.zeros(0)
-        self._mem_had_graph = False  # the kept mem carried a graph when it was stored
+        self._kept = _KeptStates()
         self._register_live()
+
+    def _replicate_for_data_parallel(self) -> CLIF:
+        # nn.DataParallel's replicas copy __dict__ shallowly: each gets states of its own
+        replica = super()._replicate_for_data_parallel()
+        kept = _KeptStates()
+        kept.comp, kept.mem, kept.mem_had_graph = self._kept.comp, self._kept.mem, self._kept.mem_had_graph
+        replica._kept = kept
+        return replica
 
     def _register_value(self, name: str, value: Tensor, learnable: bool) -> None:
         if learnable:
@@ -239,23 +255,23 @@ class CLIF(snn.Leaky):
     @property
     def mem(self) -> Tensor:
         """Membrane potential :math:`u` after the last step (empty before the first)."""
-        return self._mem
+        return self._kept.mem
 
     @mem.setter
     def mem(self, value: Tensor) -> None:
-        self._mem = value
-        self._comp = torch.zeros_like(value)
-        self._mem_had_graph = False
+        self._kept.mem = value
+        self._kept.comp = torch.zeros_like(value)
+        self._kept.mem_had_graph = False
 
     @property
     def comp(self) -> Tensor:
         """Complementary potential :math:`m` after the last step (empty before the first)."""
         self._follow_mem_detach()
-        return self._comp
+        return self._kept.comp
 
     @comp.setter
     def comp(self, value: Tensor) -> None:
-        self._comp = value
+        self._kept.comp = value
 
     @property
     def reset_mechanism(self) -> str:
@@ -276,16 +292,16 @@ class CLIF(snn.Leaky):
         self._reset_mechanism = _RESET_NAMES[int(self.reset_mechanism_val)]
 
     def _keep(self, comp: Tensor, mem: Tensor) -> None:
-        self._comp, self._mem = _not_a_view(comp), _not_a_view(mem)
-        self._mem_had_graph = self._mem.requires_grad
+        self._kept.comp, self._kept.mem = _not_a_view(comp), _not_a_view(mem)
+        self._kept.mem_had_graph = self._kept.mem.requires_grad
 
     def _follow_mem_detach(self) -> None:
         # snnTorch detaches the kept `mem` in place (Leaky.detach_hidden, called by
         # snntorch.backprop.TBPTT and snntorch.utils.reset; SpikingNeuron.detach) and
         # knows nothing of `comp`: once `mem` has left the graph, `comp` leaves it too.
-        if self._mem_had_graph and not self._mem.requires_grad:
-            self._comp = self._comp.detach()
-            self._mem_had_graph = False
+        if self._kept.mem_had_graph and not self._kept.mem.requires_grad:
+            self._kept.comp = self._kept.comp.detach()
+            self._kept.mem_had_graph = False
 
     def reset_mem(self) -> tuple[Tensor, Tensor]:
         """Reset both states and return ``(comp, mem)``: empty tensors, which mean zeros.
@@ -300,10 +316,10 @@ class CLIF(snn.Leaky):
             >>> comp, mem = clif.reset_mem()
             >>> spk, comp, mem = clif(torch.rand(2, 3), comp, mem)   # starts from zeros
         """
-        self._comp = self._comp.new_zeros(0)
-        self._mem = self._mem.new_zeros(0)
-        self._mem_had_graph = False
-        return self._comp, self._mem
+        self._kept.comp = self._kept.comp.new_zeros(0)
+        self._kept.mem = self._kept.mem.new_zeros(0)
+        self._kept.mem_had_graph = False
+        return self._kept.comp, self._kept.mem
 
     def init_leaky(self) -> tuple[Tensor, Tensor]:
         """Deprecated snnTorch name of :meth:`reset_mem`."""
@@ -328,9 +344,9 @@ class CLIF(snn.Leaky):
             neuron._detach_states()
 
     def _detach_states(self) -> None:
-        self._comp = self._comp.detach()
-        self._mem = self._mem.detach()
-        self._mem_had_graph = False
+        self._kept.comp = self._kept.comp.detach()
+        self._kept.mem = self._kept.mem.detach()
+        self._kept.mem_had_graph = False
 
     def _explicit_state(self, state: Any, name: str, shape: torch.Size) -> Optional[Tensor]:
         """A state passed to forward, broadcast to the input's neuron shape where it can be."""
@@ -379,9 +395,9 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         if comp is None:
             self._follow_mem_detach()
-            fresh = self._mem.shape != shape  # empty, or the input's shape changed: zeros
-            comp = self._kept_state(self._comp, shape, input_)
-            mem = self._kept_state(self._mem, shape, input_)
+            fresh = self._kept.mem.shape != shape  # empty, or the input's shape changed: zeros
+            comp = self._kept_state(self._kept.comp, shape, input_)
+            mem = self._kept_state(self._kept.mem, shape, input_)
         else:
             fresh = mem.numel() == 0 if isinstance(mem, Tensor) else False
             comp = self._explicit_state(comp, "comp", shape)
@@ -477,10 +493,10 @@ class CLIF(snn.Leaky):
                 hs.append(h)
         self._keep(comp, h)
         if not multi:
-            return self._returned(spikes[0], self._comp, self._mem)
+            return self._returned(spikes[0], self._kept.comp, self._kept.mem)
         spk_seq = torch.stack(spikes) if spikes else input_.new_zeros(input_.shape)
         if not self.state_sequences:
-            return self._returned(spk_seq, self._comp, self._mem)
+            return self._returned(spk_seq, self._kept.comp, self._kept.mem)
         if not spikes:  # T = 0: empty state sequences
             return self._returned(spk_seq, comp.unsqueeze(0)[:0], h.unsqueeze(0)[:0])
         return self._returned(spk_seq, torch.stack(comps), torch.stack(hs))
@@ -488,11 +504,17 @@ class CLIF(snn.Leaky):
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())
-        state["_comp"] = state["_comp"].detach()
-        state["_mem"] = state["_mem"].detach()
+        kept = _KeptStates()  # a copy owns its states, detached (a graph cannot be copied)
+        kept.comp, kept.mem = self._kept.comp.detach(), self._kept.mem.detach()
+        state["_kept"] = kept
         return state
 
     def __setstate__(self, state: dict) -> None:
+        if "_kept" not in state and "_mem" in state:  # pickled before the states moved into _KeptStates
+            kept = _KeptStates()
+            kept.comp, kept.mem = state.pop("_comp"), state.pop("_mem")
+            state.pop("_mem_had_graph", None)
+            state["_kept"] = kept
         super().__setstate__(state)
         self._register_live()
 

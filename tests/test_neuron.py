@@ -276,6 +276,29 @@ def test_deepcopy_mid_training() -> None:
     assert torch.equal(twin(x), net(x))
 
 
+def test_copies_and_data_parallel_replicas_keep_states_of_their_own() -> None:
+    """The kept states live in one plain object per neuron: a deep copy, a pickle and an
+    nn.DataParallel replica (which copies __dict__ shallowly) must each get their own."""
+    clif = CLIF(init_hidden=True)
+    clif(torch.full((2, 3), 0.7))
+    mem_before = clif.mem.clone()
+    for twin in (copy.deepcopy(clif), pickle.loads(pickle.dumps(clif)), clif._replicate_for_data_parallel()):
+        twin(torch.full((2, 3), 5.0))
+        assert not torch.equal(twin.mem, mem_before)
+        assert torch.equal(clif.mem, mem_before), type(twin)
+
+
+def test_whole_module_pickled_with_the_old_state_attributes_loads() -> None:
+    clif = CLIF(init_hidden=True)
+    state = clif.__getstate__()
+    kept = state.pop("_kept")
+    state.update(_comp=torch.full((3,), 0.5), _mem=torch.full((3,), 0.25), _mem_had_graph=False)
+    old = CLIF.__new__(CLIF)
+    old.__setstate__(state)
+    assert torch.equal(old.mem, torch.full((3,), 0.25)) and torch.equal(old.comp, torch.full((3,), 0.5))
+    assert kept.mem.numel() == 0
+
+
 def test_whole_model_save_load_with_default_surrogate() -> None:
     net = nn.Sequential(nn.Linear(3, 3), CLIF(init_hidden=True, learn_threshold=True))
     x = 2 * torch.rand(4, 2, 3)
