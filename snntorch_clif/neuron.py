@@ -58,15 +58,17 @@ def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
     return torch.as_tensor(float(value), dtype=torch.get_default_dtype())
 
 
-
 class _KeptStates:
     """The states a CLIF keeps between calls. A plain object: storing them after every step
     then skips ``nn.Module.__setattr__`` (about 1 us per attribute, several per step)."""
 
-    def __init__(self) -> None:
-        self.comp = torch.zeros(0)
-        self.mem = torch.zeros(0)
-        self.mem_had_graph = False  # the kept mem carried a graph when it was stored
+    def __init__(
+        self, comp: Optional[Tensor] = None, mem: Optional[Tensor] = None, mem_had_graph: bool = False
+    ) -> None:
+        self.comp = torch.zeros(0) if comp is None else comp
+        self.mem = torch.zeros(0) if mem is None else mem
+        self.mem_had_graph = mem_had_graph  # the kept mem carried a graph when it was stored
+
 
 class CLIF(snn.Leaky):
     r"""Complementary Leaky Integrate-and-Fire neuron (Huang et al., ICML 2024).
@@ -232,9 +234,7 @@ class CLIF(snn.Leaky):
     def _replicate_for_data_parallel(self) -> CLIF:
         # nn.DataParallel's replicas copy __dict__ shallowly: each gets states of its own
         replica = super()._replicate_for_data_parallel()
-        kept = _KeptStates()
-        kept.comp, kept.mem, kept.mem_had_graph = self._kept.comp, self._kept.mem, self._kept.mem_had_graph
-        replica._kept = kept
+        replica._kept = _KeptStates(self._kept.comp, self._kept.mem, self._kept.mem_had_graph)
         return replica
 
     def _register_value(self, name: str, value: Tensor, learnable: bool) -> None:
@@ -504,17 +504,13 @@ class CLIF(snn.Leaky):
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())
-        kept = _KeptStates()  # a copy owns its states, detached (a graph cannot be copied)
-        kept.comp, kept.mem = self._kept.comp.detach(), self._kept.mem.detach()
-        state["_kept"] = kept
+        # a copy owns its states, detached (a graph cannot be copied)
+        state["_kept"] = _KeptStates(self._kept.comp.detach(), self._kept.mem.detach())
         return state
 
     def __setstate__(self, state: dict) -> None:
         if "_kept" not in state and "_mem" in state:  # pickled before the states moved into _KeptStates
-            kept = _KeptStates()
-            kept.comp, kept.mem = state.pop("_comp"), state.pop("_mem")
-            state.pop("_mem_had_graph", None)
-            state["_kept"] = kept
+            state["_kept"] = _KeptStates(state.pop("_comp"), state.pop("_mem"), state.pop("_mem_had_graph", False))
         super().__setstate__(state)
         self._register_live()
 
