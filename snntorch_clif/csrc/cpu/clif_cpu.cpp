@@ -802,9 +802,11 @@ at::Tensor pooled(const at::Tensor& t) {
                                    std::nullopt);
 }
 
-// Few neuron-steps: one thread (thread start-up costs more than the work).
+// Neurons per thread: at least kThreadWork neuron-steps (~20 us of fused work), so a thread
+// is started only where it saves more than it costs; at least 256 neurons (whole cache lines).
+constexpr int64_t kThreadWork = 8192;
 int64_t grain_size(int64_t T) {
-  return std::max<int64_t>(kBlock, 65536 / std::max<int64_t>(T, 1));
+  return std::max<int64_t>(256, kThreadWork / std::max<int64_t>(T, 1));
 }
 
 template <typename S>
