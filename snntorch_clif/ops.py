@@ -5,15 +5,17 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 ``csrc/cuda/clif_cuda.cu``, both built on the per-element math of ``csrc/clif_math.h``):
 
 ``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save)``
-    (``comp0``, ``mem0`` ``[N]`` in ``x``'s dtype, or ``None`` for zeros; ``beta``, ``threshold``, ``gsf``
-    ``[1]`` or ``[N]`` in the compute dtype, float32 or float64) runs :math:`T` steps of
+    (``x`` time-major ``[T, *neurons]``, any neuron shape, read as :math:`N` neurons in a row;
+    ``comp0``, ``mem0`` shaped ``neurons`` in ``x``'s dtype, or ``None`` for zeros; ``beta``,
+    ``threshold``, ``gsf`` one value or :math:`N` values in the compute dtype, float32 or
+    float64) runs :math:`T` steps of
 
     .. math::
         h_t = \beta u_{t-1} + x_t,\quad s_t = H(h_t - \theta),\quad
         m_t = \sigma((1-\beta)h_t)\, m_{t-1} + s_t,\quad u_t = \mathrm{reset}(h_t, s_t, \sigma(m_t))
 
-    on ``x`` of shape ``[T, N]`` and returns ``(spk, comp, mem, saved)``: the spikes
-    :math:`s_t \cdot` ``gsf``, the final states (``[T, N]`` sequences with
+    and returns ``(spk, comp, mem, saved)``: the spikes
+    :math:`s_t \cdot` ``gsf`` in ``x``'s shape, the final states (``[T, *neurons]`` sequences with
     ``return_sequences``) and, with ``save``, the ``[T + ceil(T/16), N]`` buffer the
     backward needs (float32, float64 for float64 inputs): :math:`h_t` at every step and
     :math:`m` only every :data:`SAVE_CHUNK` steps (:math:`m_{-1}, m_{15}, m_{31}, \dots`);
@@ -48,6 +50,7 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -194,12 +197,12 @@ if AVAILABLE:
         x: Tensor, comp0: Optional[Tensor], mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
         reset: int, surrogate: int, surrogate_param: float, return_sequences: bool, save: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        torch._check(x.dim() == 2, lambda: f"x must be [T, N], got {tuple(x.shape)}")
-        T, N = x.shape
-        state = (T, N) if return_sequences else (N,)
+        torch._check(x.dim() >= 1, lambda: "x must be time-major [T, ...], got a 0-d tensor")
+        T, neurons = x.shape[0], x.shape[1:]
+        state = x.shape if return_sequences else neurons
         acc = _acc_dtype(x.dtype)
-        saved = x.new_empty((saved_rows(T), N), dtype=acc) if save else x.new_empty((0,), dtype=acc)
-        return x.new_empty((T, N)), x.new_empty(state), x.new_empty(state), saved
+        saved = x.new_empty((saved_rows(T), math.prod(neurons)), dtype=acc) if save else x.new_empty((0,), dtype=acc)
+        return x.new_empty(x.shape), x.new_empty(state), x.new_empty(state), saved
 
     @torch.library.register_fake("snntorch_clif::clif_backward")
     def _backward_fake(
@@ -207,27 +210,28 @@ if AVAILABLE:
         mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor, reset: int, surrogate: int,
         surrogate_param: float, param_grads: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        T, N = grad_spk.shape
+        neurons = grad_spk.shape[1:]
         acc = _acc_dtype(grad_spk.dtype)
-        pn = N if param_grads else 0
+        pn = math.prod(neurons) if param_grads else 0
         return (
-            grad_spk.new_empty((T, N)), grad_spk.new_empty((N,)), grad_spk.new_empty((N,)),
+            grad_spk.new_empty(grad_spk.shape), grad_spk.new_empty(neurons), grad_spk.new_empty(neurons),
             grad_spk.new_empty((pn,), dtype=acc), grad_spk.new_empty((pn,), dtype=acc),
             grad_spk.new_empty((pn,), dtype=acc),
         )
 
 
 
-def _flat_param(p: Tensor, shape: torch.Size, n: int) -> Tensor:
-    # A parameter as [1] (one value for all neurons) or [N], in the compute dtype: autograd's
-    # expand/reshape then sums the [N] gradient back to the parameter's own shape
-    # (sum_to_size) in float32, and rounds to a float16/bfloat16 parameter's dtype once.
+def _op_param(p: Tensor, shape: torch.Size) -> Tensor:
+    # A parameter as the op takes it, in the compute dtype: one value (any shape) or one per
+    # neuron. A broadcast one is expanded to the neurons' shape: autograd's expand then sums
+    # the per-neuron gradient back to the parameter's own shape (sum_to_size) in float32,
+    # and rounds to a float16/bfloat16 parameter's dtype once.
     acc = _acc_dtype(p.dtype)
     if p.dtype != acc:
         p = p.to(acc)
-    if p.numel() == 1:
-        return p.reshape(1)
-    return p.expand(shape).reshape(n).contiguous()
+    if p.numel() == 1 or (p.shape == shape and p.is_contiguous()):
+        return p
+    return p.expand(shape).contiguous()
 
 
 def clif_sequence_fused(
@@ -254,28 +258,24 @@ def clif_sequence_fused(
         >>> spk.flatten()
         tensor([1., 0.])
     """
-    T = x_seq.shape[0]
+    # The op takes and returns the neurons' shape as it is: no views (snnTorch detaches kept
+    # states in place, which autograd refuses on views), no reshape nodes in the graph.
     shape = x_seq.shape[1:]
-    n = shape.numel()
-    x2 = x_seq.reshape(T, n).contiguous()
-    comp0 = None if comp is None else comp.reshape(n).contiguous()
-    mem0 = None if mem is None else mem.reshape(n).contiguous()
-    beta1 = _flat_param(beta, shape, n)
-    thr1 = _flat_param(threshold, shape, n)
-    gsf1 = _flat_param(gsf, shape, n)
-    save = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x2, comp0, mem0, beta1, thr1, gsf1)
+    x_seq = x_seq.contiguous()
+    comp = None if comp is None else comp.contiguous()
+    mem = None if mem is None else mem.contiguous()
+    beta = _op_param(beta, shape)
+    threshold = _op_param(threshold, shape)
+    gsf = _op_param(gsf, shape)
+    save = torch.is_grad_enabled() and (
+        x_seq.requires_grad or beta.requires_grad or threshold.requires_grad or gsf.requires_grad
+        or (comp is not None and comp.requires_grad) or (mem is not None and mem.requires_grad)
     )
     spk, comp_out, mem_out, _ = torch.ops.snntorch_clif.clif_forward(
-        x2, comp0, mem0, beta1, thr1, gsf1, RESET_IDS[reset_mechanism], spike_grad.kind,
+        x_seq, comp, mem, beta, threshold, gsf, RESET_IDS[reset_mechanism], spike_grad.kind,
         spike_grad.param, return_sequences, save,
     )
-    state_shape = x_seq.shape if return_sequences else shape
-    # The op's outputs are fresh and held by nobody else: give them the neurons' shape as
-    # tensors of their own, not views (snnTorch detaches kept states in place, which autograd
-    # refuses on views), in one op each.
-    reshape = torch.ops.aten._unsafe_view
-    return reshape(spk, x_seq.shape), reshape(comp_out, state_shape), reshape(mem_out, state_shape)
+    return spk, comp_out, mem_out
 
 
 def clif_step_fused(

@@ -124,6 +124,36 @@ def test_emulated_cuda_equals_cpu_kernel_bit_for_bit(dtype: torch.dtype, reset: 
     assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
 
 
+def shaped(case: dict, neurons: tuple[int, ...]) -> dict:
+    """``case`` with its N neurons laid out as ``neurons`` (the ops take any neuron shape)."""
+    T = case["x"].shape[0]
+
+    def layout(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or t.numel() == 1:
+            return t
+        return t.reshape(neurons) if t.dim() == 1 else t.reshape(T, *neurons)
+
+    out = {k: layout(v) if isinstance(v, torch.Tensor) or v is None else v for k, v in case.items()}
+    out["params"] = [layout(p) for p in case["params"]]
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_emulated_cuda_takes_any_neuron_shape(dtype: torch.dtype) -> None:
+    # [T, 5, 51] on the emulated CUDA kernel gives the CPU kernel's [T, 255] bits
+    failures = []
+    for i, (T, surrogate) in enumerate(itertools.product((1, 17), SURROGATES)):
+        case = make_case(i, T, 255, dtype)
+        want = run_ops("snntorch_clif", case, RESETS["subtract"], surrogate)
+        got = run_ops("snntorch_clif_emu", shaped(case, (5, 51)), RESETS["subtract"], surrogate)
+        for name, a, b in zip(NAMES, got, want):
+            if name not in ("saved", "grad_beta", "grad_threshold", "grad_gsf"):
+                assert a.shape[-2:] == (5, 51), name
+            if not same_bits(a.reshape(b.shape), b):
+                failures.append(f"case {i} (T={T}, surrogate {surrogate}): {name}")
+    assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
+
+
 def test_sweep_covers_every_pair_of_options() -> None:
     # Within each (dtype, reset), the 210 cases meet every value pair of any two options.
     cases = [case_options(i) for i in range(len(TS) * len(NS) * len(SURROGATES))]

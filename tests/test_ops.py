@@ -283,14 +283,15 @@ def test_surrogate_gradients_through_spike() -> None:
 
 
 # --- opcheck ------------------------------------------------------------------------------
-def _op_args(T: int, N: int, dtype: torch.dtype, requires_grad: bool, per_neuron: bool) -> tuple:
-    x = torch.randn(T, N, dtype=dtype) * 1.5
-    comp, mem = torch.rand(N, dtype=dtype), torch.randn(N, dtype=dtype)
-    pn = N if per_neuron else 1
+def _op_args(T: int, N: int | tuple[int, ...], dtype: torch.dtype, requires_grad: bool, per_neuron: bool) -> tuple:
+    neurons = (N,) if isinstance(N, int) else N
+    x = torch.randn(T, *neurons, dtype=dtype) * 1.5
+    comp, mem = torch.rand(neurons, dtype=dtype), torch.randn(neurons, dtype=dtype)
+    pshape = neurons if per_neuron else (1,)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
-    beta = torch.full((pn,), 0.5, dtype=acc)
-    thr = torch.full((pn,), 1.0, dtype=acc)
-    gsf = torch.full((pn,), 1.0, dtype=acc)
+    beta = torch.full(pshape, 0.5, dtype=acc)
+    thr = torch.full(pshape, 1.0, dtype=acc)
+    gsf = torch.full(pshape, 1.0, dtype=acc)
     for t in (x, comp, mem, beta, thr, gsf):
         t.requires_grad_(requires_grad)
     return x, comp, mem, beta, thr, gsf
@@ -306,6 +307,47 @@ def test_opcheck_forward(dtype: torch.dtype, seqs: bool) -> None:
         )
     x, _, _, *params = _op_args(6, 10, dtype, True, True)  # no initial states: zeros
     torch.library.opcheck(torch.ops.snntorch_clif.clif_forward.default, (x, None, None, *params, 0, 1, 2.0, seqs, True))
+
+
+@pytest.mark.parametrize("neurons", [(2, 5), (), (3, 0)])
+def test_opcheck_any_neuron_shape(neurons: tuple[int, ...]) -> None:
+    # the ops take [T, *neurons] as they are; one scalar parameter may have any shape
+    for per_neuron in (False, True):
+        x, comp, mem, beta, thr, gsf = _op_args(5, neurons, torch.float32, True, per_neuron)
+        for seqs in (False, True):
+            torch.library.opcheck(
+                torch.ops.snntorch_clif.clif_forward.default,
+                (x, comp, mem, beta.reshape(()) if not per_neuron else beta, thr, gsf, 0, 2, 1.0, seqs, True),
+            )
+            with torch.no_grad():
+                spk, c, m, saved = torch.ops.snntorch_clif.clif_forward(
+                    x, comp, mem, beta, thr, gsf, 0, 2, 1.0, seqs, True
+                )
+            assert spk.shape == x.shape and c.shape == m.shape == (x.shape if seqs else x.shape[1:])
+            torch.library.opcheck(
+                torch.ops.snntorch_clif.clif_backward.default,
+                (torch.randn_like(spk), torch.randn_like(c), None, saved, mem.detach(), beta.detach(),
+                 thr.detach(), gsf.detach(), 0, 2, 1.0, per_neuron),
+            )
+
+
+@pytest.mark.parametrize("seqs", [False, True])
+def test_neuron_shape_gives_the_flat_bits(seqs: bool) -> None:
+    # [T, 3, 4] with [3, 4] parameters and states is [T, 12] with [12] ones, in every output
+    shaped = _op_args(7, (3, 4), torch.float32, True, True)
+    flat = [t.detach().reshape(7, 12) if i == 0 else t.detach().reshape(12) for i, t in enumerate(shaped)]
+    flat = [t.requires_grad_() for t in flat]
+    outs = []
+    for args in (shaped, flat):
+        spk, c, m, _ = torch.ops.snntorch_clif.clif_forward(*args, 0, 1, 2.0, seqs, True)
+        g = torch.Generator().manual_seed(3)
+        loss = (spk * torch.randn(spk.shape, generator=g)).sum() + (c * torch.randn(c.shape, generator=g)).sum()
+        loss = loss + (m * torch.randn(m.shape, generator=g)).sum()
+        grads = torch.autograd.grad(loss, args)
+        outs.append([spk, c, m, *grads])
+    for a, b, arg in zip(outs[0], outs[1], ["spk", "comp", "mem", "x", "comp0", "mem0", "beta", "thr", "gsf"]):
+        assert torch.equal(a.reshape(-1), b.reshape(-1)), arg
+    assert outs[0][3].shape == (7, 3, 4) and outs[0][6].shape == (3, 4)
 
 
 def test_absent_initial_states_are_zeros_and_get_no_gradient() -> None:
@@ -353,8 +395,12 @@ def test_ops_reject_bad_arguments() -> None:
         fwd(x, comp, mem, beta.double(), thr, gsf, 0, 0, 1.0, False, False)
     with pytest.raises(RuntimeError, match="reset"):
         fwd(x, comp, mem, beta, thr, gsf, 7, 0, 1.0, False, False)
-    with pytest.raises(RuntimeError, match=r"\[T, N\]"):
+    with pytest.raises(RuntimeError, match="time-major"):
+        fwd(x[0, 0], None, None, beta, thr, gsf, 0, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="neuron shape"):
         fwd(x.reshape(-1), comp, mem, beta, thr, gsf, 0, 0, 1.0, False, False)
+    with pytest.raises(RuntimeError, match="1 or N=4"):
+        fwd(x, comp, mem, torch.ones(2, 3), thr, gsf, 0, 0, 1.0, False, False)
     _, _, _, saved = fwd(x, comp, mem, beta, thr, gsf, 0, 0, 1.0, False, False)
     with pytest.raises(RuntimeError, match="save=False"):
         torch.ops.snntorch_clif.clif_backward(x, None, None, saved, None, beta, thr, gsf, 0, 0, 1.0, False)

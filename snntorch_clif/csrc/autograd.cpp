@@ -65,8 +65,7 @@ class ClifFunction : public torch::autograd::Function<ClifFunction> {
     ctx->saved_data["save"] = save;
     ctx->saved_data["param_grads"] = beta.requires_grad() || threshold.requires_grad() || gsf.requires_grad();
     // x's shape (symbolic under torch.compile), dtype and device, for a missing grad_spk
-    ctx->saved_data["T"] = x.sym_size(0);
-    ctx->saved_data["N"] = x.sym_size(1);
+    ctx->saved_data["x_sizes"] = x.sym_sizes();
     ctx->saved_data["x"] = x.new_empty({0});
     return {spk, comp, mem, saved};
   }
@@ -78,16 +77,18 @@ class ClifFunction : public torch::autograd::Function<ClifFunction> {
     const variable_list s = ctx->get_saved_variables();
     const Tensor &saved = s[0], &mem0 = s[1], &beta = s[2], &threshold = s[3], &gsf = s[4];
     Tensor grad_spk = grads[0].defined() ? grads[0].contiguous()
-                                         : at::zeros_symint({ctx->saved_data["T"].toSymInt(), ctx->saved_data["N"].toSymInt()},
+                                         : at::zeros_symint(ctx->saved_data["x_sizes"].toSymIntVector(),
                                                             ctx->saved_data["x"].toTensor().options());
     auto [dx, dcomp0, dmem0, dbeta, dthreshold, dgsf] = backward_op().call(
         grad_spk, contiguous_or_none(grads[1]), contiguous_or_none(grads[2]), saved,
         mem0.defined() ? std::optional<Tensor>(mem0) : std::nullopt, beta, threshold, gsf,
         ctx->saved_data["reset"].toInt(), ctx->saved_data["surrogate"].toInt(),
         ctx->saved_data["surrogate_param"].toDouble(), ctx->saved_data["param_grads"].toBool());
-    // per-neuron partial sums [N] -> the [1] or [N] parameter the op was given (same dtype)
+    // per-neuron partial sums [N] -> the parameter the op was given: one value or one per
+    // neuron, in its own shape (same dtype)
     auto reduce = [](const Tensor& partial, const Tensor& param) {
-      return param.sym_numel() == 1 ? partial.sum().reshape({1}) : partial;
+      return param.sym_numel() == 1 ? partial.sum().reshape_symint(param.sym_sizes())
+                                    : partial.reshape_symint(param.sym_sizes());
     };
     variable_list out(11);  // one per forward input; none for the non-tensor ones
     out[0] = dx;

@@ -31,9 +31,20 @@ inline at::ScalarType acc_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// The ops take x time-major, [T, *neuron_shape] (any neuron shape, read as N = its numel
+// neurons in a row): the callers pass a layer's tensors as they are, with no reshape.
+inline int64_t neurons(const at::Tensor& x) {
+  int64_t n = 1;
+  for (int64_t d = 1; d < x.dim(); ++d) n *= x.size(d);
+  return n;
+}
+
+inline at::IntArrayRef neuron_shape(const at::Tensor& x) { return x.sizes().slice(1); }
+
+// One value for all neurons (any shape with one element) or one per neuron (N elements).
 inline void check_param(const at::Tensor& p, const char* name, const at::Tensor& x, int64_t n) {
-  TORCH_CHECK(p.dim() == 1 && (p.size(0) == 1 || p.size(0) == n), "snntorch_clif: ", name,
-              " must be 1-d with 1 or N=", n, " elements, got shape ", p.sizes());
+  TORCH_CHECK(p.numel() == 1 || p.numel() == n, "snntorch_clif: ", name, " must have 1 or N=", n,
+              " elements, got shape ", p.sizes());
   // Parameters come in the compute dtype, so their gradients are reduced in it too.
   TORCH_CHECK(p.scalar_type() == acc_dtype(x.scalar_type()), "snntorch_clif: ", name, " must have dtype ",
               acc_dtype(x.scalar_type()), " (the compute dtype of ", x.scalar_type(), "), got ", p.scalar_type());
@@ -42,9 +53,10 @@ inline void check_param(const at::Tensor& p, const char* name, const at::Tensor&
   TORCH_CHECK(p.is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
 }
 
-inline void check_state(const at::Tensor& s, const char* name, const at::Tensor& x, int64_t n) {
-  TORCH_CHECK(s.dim() == 1 && s.size(0) == n, "snntorch_clif: ", name, " must have shape [", n,
-              "], got ", s.sizes());
+// A state: the neuron shape x.shape[1:].
+inline void check_state(const at::Tensor& s, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(s.sizes() == neuron_shape(x), "snntorch_clif: ", name, " must have the neuron shape ",
+              neuron_shape(x), " (x.shape[1:]), got ", s.sizes());
   TORCH_CHECK(s.scalar_type() == x.scalar_type() && s.device() == x.device(),
               "snntorch_clif: ", name, " must match x's dtype and device");
   TORCH_CHECK(s.is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
@@ -60,11 +72,11 @@ inline bool has_state(const c10::optional<at::Tensor>& s) { return s.has_value()
 inline void check_forward_args(const at::Tensor& x, const c10::optional<at::Tensor>& comp0,
                                const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
                                const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset) {
-  TORCH_CHECK(x.dim() == 2, "snntorch_clif: x must be [T, N], got ", x.sizes());
+  TORCH_CHECK(x.dim() >= 1, "snntorch_clif: x must be time-major [T, ...], got a 0-d tensor");
   TORCH_CHECK(x.is_contiguous(), "snntorch_clif: x must be contiguous");
-  const int64_t n = x.size(1);
-  if (has_state(comp0)) check_state(*comp0, "comp", x, n);
-  if (has_state(mem0)) check_state(*mem0, "mem", x, n);
+  const int64_t n = neurons(x);
+  if (has_state(comp0)) check_state(*comp0, "comp", x);
+  if (has_state(mem0)) check_state(*mem0, "mem", x);
   check_param(beta, "beta", x, n);
   check_param(threshold, "threshold", x, n);
   check_param(gsf, "graded_spikes_factor", x, n);
@@ -86,31 +98,31 @@ struct ForwardOutputs {
   at::Tensor spk, comp, mem, saved;
 };
 
-// spk [T, N]; comp/mem [N] or [T, N] with return_sequences; saved [saved_rows(T), N] in the
-// compute dtype when `save`, else [0].
+// spk x.shape; comp/mem the neuron shape x.shape[1:] (x.shape with return_sequences); saved
+// [saved_rows(T), N] in the compute dtype when `save`, else [0].
 inline ForwardOutputs allocate_forward(const at::Tensor& x, bool return_sequences, bool save) {
-  const int64_t T = x.size(0), n = x.size(1);
+  const int64_t T = x.size(0), n = neurons(x);
+  const at::IntArrayRef state = return_sequences ? x.sizes() : neuron_shape(x);
   ForwardOutputs o;
-  o.spk = new_output({T, n}, x.options());
-  if (return_sequences) {
-    o.comp = new_output({T, n}, x.options());
-    o.mem = new_output({T, n}, x.options());
-  } else {
-    o.comp = new_output({n}, x.options());
-    o.mem = new_output({n}, x.options());
-  }
+  o.spk = new_output(x.sizes(), x.options());
+  o.comp = new_output(state, x.options());
+  o.mem = new_output(state, x.options());
   const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
   o.saved = save ? new_output({saved_rows(T), n}, acc) : new_output({0}, acc);
   return o;
 }
 
-// An incoming gradient of a state output: undefined, [N] (final state) or [T, N] (sequence).
+// An incoming gradient of a state output: undefined, the neuron shape (final state) or
+// grad_spk's [T, ...] (sequence).
+inline bool is_sequence_grad(const c10::optional<at::Tensor>& g, const at::Tensor& gspk) {
+  return g.has_value() && g->defined() && g->sizes() == gspk.sizes();
+}
+
 inline void check_state_grad(const c10::optional<at::Tensor>& g, const char* name, const at::Tensor& gspk) {
   if (!g.has_value() || !g->defined()) return;
-  const int64_t T = gspk.size(0), n = gspk.size(1);
-  const bool final_state = g->dim() == 1 && g->size(0) == n;
-  const bool sequence = g->dim() == 2 && g->size(0) == T && g->size(1) == n;
-  TORCH_CHECK(final_state || sequence, "snntorch_clif: ", name, " must be [N] or [T, N], got ", g->sizes());
+  TORCH_CHECK(g->sizes() == neuron_shape(gspk) || g->sizes() == gspk.sizes(), "snntorch_clif: ", name,
+              " must have the neuron shape ", neuron_shape(gspk), " or grad_spk's shape ", gspk.sizes(), ", got ",
+              g->sizes());
   TORCH_CHECK(g->scalar_type() == gspk.scalar_type() && g->device() == gspk.device(),
               "snntorch_clif: ", name, " must match grad_spk's dtype and device");
   TORCH_CHECK(g->is_contiguous(), "snntorch_clif: ", name, " must be contiguous");
@@ -121,8 +133,8 @@ inline void check_backward_args(const at::Tensor& gspk, const c10::optional<at::
                                 const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
                                 const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset,
                                 int64_t surrogate) {
-  TORCH_CHECK(gspk.dim() == 2 && gspk.is_contiguous(), "snntorch_clif: grad_spk must be a contiguous [T, N]");
-  const int64_t T = gspk.size(0), n = gspk.size(1);
+  TORCH_CHECK(gspk.dim() >= 1 && gspk.is_contiguous(), "snntorch_clif: grad_spk must be a contiguous [T, ...]");
+  const int64_t T = gspk.size(0), n = neurons(gspk);
   check_state_grad(gcomp, "grad_comp", gspk);
   check_state_grad(gmem, "grad_mem", gspk);
   TORCH_CHECK(saved.dim() == 2 && saved.size(0) == saved_rows(T) && saved.size(1) == n && saved.is_contiguous(),
@@ -131,7 +143,7 @@ inline void check_backward_args(const at::Tensor& gspk, const c10::optional<at::
               " (was the forward run with save=False?)");
   TORCH_CHECK(saved.scalar_type() == acc_dtype(gspk.scalar_type()) && saved.device() == gspk.device(),
               "snntorch_clif: saved has the wrong dtype or device");
-  if (has_state(mem0)) check_state(*mem0, "mem", gspk, n);
+  if (has_state(mem0)) check_state(*mem0, "mem", gspk);
   check_param(beta, "beta", gspk, n);
   check_param(threshold, "threshold", gspk, n);
   check_param(gsf, "graded_spikes_factor", gspk, n);
@@ -143,14 +155,14 @@ struct BackwardOutputs {
   at::Tensor dx, dcomp0, dmem0, dbeta, dthreshold, dgsf;
 };
 
-// dx [T, N], dcomp0/dmem0 [N] in x's dtype; per-neuron parameter partial sums [N] in the
-// compute dtype when `param_grads`, else [0].
+// dx grad_spk's shape, dcomp0/dmem0 the neuron shape, in x's dtype; per-neuron parameter
+// partial sums [N] in the compute dtype when `param_grads`, else [0].
 inline BackwardOutputs allocate_backward(const at::Tensor& gspk, bool param_grads) {
-  const int64_t T = gspk.size(0), n = gspk.size(1);
+  const int64_t n = neurons(gspk);
   BackwardOutputs o;
-  o.dx = new_output({T, n}, gspk.options());
-  o.dcomp0 = new_output({n}, gspk.options());
-  o.dmem0 = new_output({n}, gspk.options());
+  o.dx = new_output(gspk.sizes(), gspk.options());
+  o.dcomp0 = new_output(neuron_shape(gspk), gspk.options());
+  o.dmem0 = new_output(neuron_shape(gspk), gspk.options());
   const auto acc = gspk.options().dtype(acc_dtype(gspk.scalar_type()));
   const int64_t pn = param_grads ? n : 0;
   o.dbeta = new_output({pn}, acc);

@@ -4,9 +4,9 @@
 
 namespace snntorch_clif {
 
-// x [T, N] contiguous; comp0/mem0 [N] in x's dtype, or None for zeros (nothing to read: a
-// fresh state costs no [N] buffer); beta/threshold/gsf [1] or [N] in the
-// compute dtype (float32; float64 for float64 x).
+// x [T, *neurons] contiguous (N = the neurons' count; outputs keep these shapes); comp0/mem0
+// shaped `neurons` in x's dtype, or None for zeros (nothing to read: a fresh state costs no
+// buffer); beta/threshold/gsf 1 or N elements in the compute dtype (float32; float64 for float64 x).
 // reset: 0 subtract, 1 zero, 2 none. surrogate/surrogate_param are unused by the forward
 // kernel; they are inputs so the autograd formula (ops.py) can see them.
 constexpr const char* kForwardSchema =

@@ -821,7 +821,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
   ForwardOutputs o = allocate_forward(x, return_sequences, save);
   for (at::Tensor* t : {&o.spk, &o.comp, &o.mem, &o.saved}) *t = pooled(*t);
-  const int64_t T = x.size(0), N = x.size(1);
+  const int64_t T = x.size(0), N = neurons(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "clif_forward_cpu", [&] {
     using S = Acc<scalar_t>;
     ForwardJob<scalar_t, S> j;
@@ -855,7 +855,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
   BackwardOutputs o = allocate_backward(grad_spk, param_grads);
   for (at::Tensor* t : {&o.dx, &o.dcomp0, &o.dmem0, &o.dbeta, &o.dthreshold, &o.dgsf}) *t = pooled(*t);
-  const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
+  const int64_t T = grad_spk.size(0), N = neurons(grad_spk);
   const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
   const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
   const bool has_mem0 = mem0.has_value() && mem0->defined();
@@ -870,8 +870,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     j.gspk = grad_spk.const_data_ptr<scalar_t>();
     j.gcomp = has_gcomp ? grad_comp->const_data_ptr<scalar_t>() : nullptr;
     j.gmem = has_gmem ? grad_mem->const_data_ptr<scalar_t>() : nullptr;
-    j.gcomp_seq = has_gcomp && grad_comp->dim() == 2;
-    j.gmem_seq = has_gmem && grad_mem->dim() == 2;
+    j.gcomp_seq = is_sequence_grad(grad_comp, grad_spk);
+    j.gmem_seq = is_sequence_grad(grad_mem, grad_spk);
     j.saved = saved.const_data_ptr<S>();
     j.mem0 = has_mem0 ? mem0->const_data_ptr<scalar_t>() : nullptr;
     j.beta = beta.const_data_ptr<S>();

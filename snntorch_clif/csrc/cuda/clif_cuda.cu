@@ -225,7 +225,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
   TORCH_CHECK(x.scalar_type() != at::kDouble, "snntorch_clif: the CUDA kernel takes float32, float16 or bfloat16");
   const c10::cuda::CUDAGuard guard(x.device());
   ForwardOutputs o = allocate_forward(x, return_sequences, save);
-  const int64_t T = x.size(0), N = x.size(1);
+  const int64_t T = x.size(0), N = neurons(x);
   if (N == 0) return {o.spk, o.comp, o.mem, o.saved};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   CLIF_DISPATCH_CUDA_TYPES(x.scalar_type(), "clif_forward_cuda", [&] {
@@ -281,7 +281,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
               "snntorch_clif: the CUDA kernel takes float32, float16 or bfloat16");
   const c10::cuda::CUDAGuard guard(grad_spk.device());
   BackwardOutputs o = allocate_backward(grad_spk, param_grads);
-  const int64_t T = grad_spk.size(0), N = grad_spk.size(1);
+  const int64_t T = grad_spk.size(0), N = neurons(grad_spk);
   if (N == 0) return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
   const bool has_gcomp = grad_comp.has_value() && grad_comp->defined();
   const bool has_gmem = grad_mem.has_value() && grad_mem->defined();
@@ -295,8 +295,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     a.gspk = grad_spk.const_data_ptr<scalar_t>();
     a.gcomp = has_gcomp ? grad_comp->const_data_ptr<scalar_t>() : nullptr;
     a.gmem = has_gmem ? grad_mem->const_data_ptr<scalar_t>() : nullptr;
-    a.gcomp_seq = has_gcomp && grad_comp->dim() == 2;
-    a.gmem_seq = has_gmem && grad_mem->dim() == 2;
+    a.gcomp_seq = is_sequence_grad(grad_comp, grad_spk);
+    a.gmem_seq = is_sequence_grad(grad_mem, grad_spk);
     a.saved = saved.const_data_ptr<float>();
     a.mem0 = has_mem0 ? mem0->const_data_ptr<scalar_t>() : nullptr;
     a.beta = beta.const_data_ptr<float>();
