@@ -131,7 +131,25 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    return torch.tensor(float(value), dtype=dtype, device=like.device)
+    return _constant(float(value), dtype, like.device)
+
+
+_CONSTANTS: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
+
+
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # A float parameter as a 0-d tensor, made once per (value, dtype, device) and reused:
+    # torch.tensor costs ~2 us, and a call takes three. Nothing writes to these tensors.
+    if torch.compiler.is_compiling():
+        return torch.tensor(value, dtype=dtype, device=device)
+    key = (value.hex(), dtype, device)  # hex: -0.0 and 0.0 are different keys
+    tensor = _CONSTANTS.get(key)
+    if tensor is None:
+        if len(_CONSTANTS) >= 1024:
+            _CONSTANTS.clear()
+        with torch.inference_mode(False):  # usable outside inference mode, saved for backward
+            tensor = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=device)
+    return tensor
 
 
 def _state_or_none(state: Optional[Tensor], name: str, like: Tensor, shape: torch.Size) -> Optional[Tensor]:

@@ -64,3 +64,23 @@ def test_bad_positional_arguments() -> None:
         clif_sequence(torch.rand(3, 2, 5), None, torch.zeros(3, 2, 5))
     with pytest.raises(TypeError, match="x must be float16, bfloat16, float32 or float64"):
         clif_step(torch.ones(3, dtype=torch.int32))
+
+
+def test_float_parameters_made_under_inference_mode_still_train() -> None:
+    # float parameters become tensors made once and reused; one first made under
+    # inference_mode must still be usable (and saved for backward) outside it
+    x = torch.randn(5, 3)
+    with torch.inference_mode():
+        first = clif_sequence(x, beta=0.3125, threshold=0.8125).spk
+    xg = x.clone().requires_grad_()
+    spk = clif_sequence(xg, beta=0.3125, threshold=0.8125).spk
+    spk.sum().backward()
+    assert torch.equal(spk.detach(), first) and xg.grad is not None
+
+
+def test_float_parameters_keep_the_sign_of_zero() -> None:
+    # -0.0 and 0.0 are equal as dict keys; as parameters they keep their own bits
+    x = torch.tensor([[0.0, 1.5]])
+    for gsf in (0.0, -0.0, 0.0):
+        spk = clif_sequence(x, graded_spikes_factor=gsf).spk
+        assert torch.equal(torch.signbit(spk[0, 1]), torch.tensor(gsf < 0 or str(gsf).startswith("-")))
