@@ -513,3 +513,18 @@ def test_cpu_isa_variants_are_bit_identical() -> None:
     for isa in ["avx2", "generic"]:
         for a, b in zip(results[""], results[isa]):
             assert torch.equal(a, b), isa
+
+
+def test_forward_without_anything_to_differentiate_skips_autograd_with_the_same_bits() -> None:
+    # no input requires grad, or grad mode is off: the op goes straight to the kernel
+    x, comp, mem, beta, thr, gsf = _op_args(9, 7, torch.float32, True, True)
+    with_grad = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, True, True)
+    assert all(t.requires_grad for t in with_grad[:3]) and with_grad[0].grad_fn is not None
+    detached = [t.detach() for t in (x, comp, mem, beta, thr, gsf)]
+    with torch.no_grad():
+        no_grad_mode = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, True, True)
+    no_inputs = torch.ops.snntorch_clif.clif_forward(*detached, 0, 1, 2.0, True, True)
+    for outs in (no_grad_mode, no_inputs):
+        assert not any(t.requires_grad for t in outs)
+        for a, b in zip(outs, with_grad):
+            assert torch.equal(a, b.detach())

@@ -4,6 +4,7 @@
 // The backward is the op clif_backward (cpu/clif_cpu.cpp, cuda/clif_cuda.cu), whose per-neuron
 // parameter partial sums are reduced here to the parameters' [1] or [N] shapes.
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -112,6 +113,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
                                                                  int64_t reset, int64_t surrogate,
                                                                  double surrogate_param, bool return_sequences,
                                                                  bool save) {
+  auto requires_grad = [](const std::optional<Tensor>& t) { return t.has_value() && t->requires_grad(); };
+  if (!at::GradMode::is_enabled() || !(x.requires_grad() || requires_grad(comp0) || requires_grad(mem0) ||
+                                       beta.requires_grad() || threshold.requires_grad() || gsf.requires_grad())) {
+    // Nothing to differentiate: straight to the kernel, without a node and its saved state.
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return forward_op().call(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param,
+                             return_sequences, save);
+  }
   const variable_list out = ClifFunction::apply(x, comp0, mem0, beta, threshold, gsf, reset, surrogate,
                                                 surrogate_param, return_sequences, save);
   return {out[0], out[1], out[2], out[3]};
