@@ -197,6 +197,10 @@ def fused_unsupported_reason(
     """
     if _backend == "reference":
         return "forced"
+    device = x.device
+    if isinstance(spike_grad, Surrogate) and not inhibition and state_quant is None and device.type == "cpu":
+        if ops.has_kernel("cpu"):  # the common case first, in as few attribute reads as possible
+            return None
     if not isinstance(spike_grad, Surrogate):
         name = getattr(spike_grad, "__qualname__", type(spike_grad).__name__)
         reason = f"the custom surrogate {name!r} is not fused (use one of snntorch_clif.surrogate)"

@@ -91,6 +91,8 @@ def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
         >>> broadcasts_to(torch.Size([4]), torch.Size([2, 4])), broadcasts_to(torch.Size([3]), torch.Size([2, 4]))
         (True, False)
     """
+    if not shape or shape == target:
+        return True
     if len(shape) > len(target):
         return False
     return all(s == 1 or s == t for s, t in zip(reversed(shape), reversed(target)))
