@@ -124,6 +124,25 @@ def test_emulated_cuda_equals_cpu_kernel_bit_for_bit(dtype: torch.dtype, reset: 
     assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_64_bit_index_kernels_equal_the_cpu_kernel(dtype: torch.dtype) -> None:
+    # The sweep's sizes all run the 32-bit index forward; with the limit at 0 every call takes
+    # the 64-bit one (calls of 2**31 elements or more would): same bits, every reset.
+    old = torch.ops.snntorch_clif_emu.set_index32_limit(0)
+    try:
+        failures = []
+        for i, (T, N, surrogate) in enumerate(itertools.product((1, 17, 64), (1, 257), SURROGATES)):
+            case = make_case(i, T, N, dtype)
+            for reset in RESETS.values():
+                want = run_ops("snntorch_clif", case, reset, surrogate)
+                got = run_ops("snntorch_clif_emu", case, reset, surrogate)
+                failures += [f"case {i} reset {reset}: {name}" for name, a, b in zip(NAMES, got, want) if not same_bits(a, b)]
+    finally:
+        torch.ops.snntorch_clif_emu.set_index32_limit(old)
+    assert old == 2**31 - 1
+    assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
+
+
 def shaped(case: dict, neurons: tuple[int, ...]) -> dict:
     """``case`` with its N neurons laid out as ``neurons`` (the ops take any neuron shape)."""
     T = case["x"].shape[0]

@@ -33,6 +33,15 @@ at::Tensor launch_self_test(at::IntArrayRef grid, at::IntArrayRef block) {
   return marks;
 }
 
+// The forward kernel indexes in 32 bits when every offset of a call fits in that many; the
+// tests' sizes always do, so they lower the limit to run the 64-bit kernel too. Returns the
+// old limit.
+int64_t set_index32_limit(int64_t limit) {
+  const int64_t old = snntorch_clif::index32_limit;
+  snntorch_clif::index32_limit = limit;
+  return old;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(snntorch_clif_emu, m) {
@@ -40,4 +49,5 @@ TORCH_LIBRARY(snntorch_clif_emu, m) {
   m.def(snntorch_clif::kBackwardSchema);
   m.def("launch_self_test(int[] grid, int[] block) -> Tensor");
   m.impl("launch_self_test", &launch_self_test);
+  m.def("set_index32_limit(int limit) -> int", &set_index32_limit);
 }
