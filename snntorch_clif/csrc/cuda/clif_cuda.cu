@@ -31,6 +31,7 @@
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 namespace snntorch_clif {
 namespace {
@@ -236,14 +237,21 @@ inline bool fits_index32(int64_t T, int64_t N) {
   return N <= index32_limit && (saved_rows(T) + 1) <= index32_limit / std::max<int64_t>(N, 1);
 }
 
-template <typename in_t, typename Index>
-void launch_forward(const ForwardArgs<in_t>& a, int reset, cudaStream_t stream) {
-  const unsigned blocks = blocks_for(a.N);
+// f(std::integral_constant<int, R>{}) for the reset id: one kernel per reset mechanism.
+template <typename F>
+void with_reset(int64_t reset, F&& f) {
   switch (reset) {
-    case RESET_SUBTRACT: CLIF_LAUNCH(clif_forward_kernel<in_t, RESET_SUBTRACT, Index>, blocks, kThreads, stream, a); break;
-    case RESET_ZERO: CLIF_LAUNCH(clif_forward_kernel<in_t, RESET_ZERO, Index>, blocks, kThreads, stream, a); break;
-    default: CLIF_LAUNCH(clif_forward_kernel<in_t, RESET_NONE, Index>, blocks, kThreads, stream, a); break;
+    case RESET_SUBTRACT: f(std::integral_constant<int, RESET_SUBTRACT>{}); break;
+    case RESET_ZERO: f(std::integral_constant<int, RESET_ZERO>{}); break;
+    default: f(std::integral_constant<int, RESET_NONE>{}); break;
   }
+}
+
+template <typename in_t, typename Index>
+void launch_forward(const ForwardArgs<in_t>& a, int64_t reset, cudaStream_t stream) {
+  with_reset(reset, [&](auto r) {
+    CLIF_LAUNCH(clif_forward_kernel<in_t, decltype(r)::value, Index>, blocks_for(a.N), kThreads, stream, a);
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
@@ -278,9 +286,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
     a.mem = o.mem.mutable_data_ptr<scalar_t>();
     a.saved = save ? o.saved.mutable_data_ptr<float>() : nullptr;
     if (fits_index32(T, N)) {
-      launch_forward<scalar_t, int32_t>(a, static_cast<int>(reset), stream);
+      launch_forward<scalar_t, int32_t>(a, reset, stream);
     } else {
-      launch_forward<scalar_t, int64_t>(a, static_cast<int>(reset), stream);
+      launch_forward<scalar_t, int64_t>(a, reset, stream);
     }
   });
   return {o.spk, o.comp, o.mem, o.saved};
@@ -343,11 +351,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     a.dtheta = param_grads ? o.dthreshold.mutable_data_ptr<float>() : nullptr;
     a.dgsf = param_grads ? o.dgsf.mutable_data_ptr<float>() : nullptr;
     const int kind = static_cast<int>(surrogate);
-    switch (reset) {  // 64-bit offsets (see fits_index32)
-      case RESET_SUBTRACT: launch_backward<scalar_t, RESET_SUBTRACT>(a, kind, stream); break;
-      case RESET_ZERO: launch_backward<scalar_t, RESET_ZERO>(a, kind, stream); break;
-      default: launch_backward<scalar_t, RESET_NONE>(a, kind, stream); break;
-    }
+    // 64-bit offsets (see fits_index32)
+    with_reset(reset, [&](auto r) { launch_backward<scalar_t, decltype(r)::value>(a, kind, stream); });
   });
   return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
 }
