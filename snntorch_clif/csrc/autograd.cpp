@@ -2,7 +2,7 @@
 // then costs one C++ autograd node, with no Python wrapper around the kernel (the
 // torch.library Python registration cost more host time per call than a small layer's kernel).
 // The backward is the op clif_backward (cpu/clif_cpu.cpp, cuda/clif_cuda.cu), whose per-neuron
-// parameter partial sums are reduced here to the parameters' [1] or [N] shapes.
+// parameter partial sums are reduced here to the parameters' own shapes.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
