@@ -528,3 +528,97 @@ def test_forward_without_anything_to_differentiate_skips_autograd_with_the_same_
         assert not any(t.requires_grad for t in outs)
         for a, b in zip(outs, with_grad):
             assert torch.equal(a, b.detach())
+
+
+def test_backward_computes_parameter_gradients_only_when_asked() -> None:
+    # The node asks the kernel for parameter gradients only when one of them is wanted.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.param_grads: list[bool] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func is torch.ops.snntorch_clif.clif_backward.default:
+                self.param_grads.append(args[-1])
+            return func(*args, **(kwargs or {}))
+
+    x, comp, mem, beta, thr, gsf = _op_args(6, 5, torch.float32, True, True)
+    spk = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, True)[0]
+    grad = torch.randn_like(spk)
+    with Record() as record:
+        (dx_only,) = torch.autograd.grad(spk, x, grad, retain_graph=True)
+        dx, dbeta = torch.autograd.grad(spk, (x, beta), grad)
+    assert record.param_grads == [False, True]
+    assert torch.equal(dx_only, dx) and dbeta.abs().sum() > 0
+
+
+def test_forward_mode_ad_is_refused_by_name() -> None:
+    # A dual tensor's tangent must not vanish silently in the fused op.
+    import torch.autograd.forward_ad as fwAD
+
+    x, comp, mem, beta, thr, gsf = _op_args(4, 3, torch.float32, False, False)
+    fwd = torch.ops.snntorch_clif.clif_forward
+    with fwAD.dual_level():
+        dual_x = fwAD.make_dual(x, torch.ones_like(x))
+        with pytest.raises(RuntimeError, match="forward-mode AD"):
+            fwd(dual_x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, False)
+        dual_beta = fwAD.make_dual(beta, torch.ones_like(beta))
+        with pytest.raises(RuntimeError, match="forward-mode AD"):
+            fwd(x, comp, mem, dual_beta, thr, gsf, 0, 1, 2.0, False, False)
+    with pytest.raises(RuntimeError, match="forward-mode AD"):
+        torch.func.jvp(lambda t: fwd(t, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, False)[0], (x,), (x,))
+
+
+def test_save_false_with_inputs_that_need_grad_is_refused_at_the_forward() -> None:
+    x, comp, mem, beta, thr, gsf = _op_args(4, 3, torch.float32, True, False)
+    with pytest.raises(RuntimeError, match="save=False"):
+        torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, False)
+
+
+def test_a_long_chain_of_nodes_is_freed_without_deep_recursion() -> None:
+    # 100,000 single steps chain 100,000 nodes; freeing them one inside the other would
+    # overflow the stack (the graph's deleter has to unroll it).
+    x = torch.randn(2, requires_grad=True)
+    beta, thr = torch.full((1,), 0.5), torch.ones(1)
+    comp = mem = None
+    for _ in range(100_000):
+        _, comp, mem, _ = torch.ops.snntorch_clif.clif_forward(
+            x[None], comp, mem, beta, thr, thr, 0, 1, 2.0, False, True
+        )
+    assert mem.grad_fn is not None and mem.grad_fn.name() == "ClifBackward"
+    del comp, mem  # a crash here is a stack overflow
+
+
+def test_activation_checkpointing_and_saved_tensor_offload_give_the_same_gradients() -> None:
+    # The node's saved tensors go through PyTorch's saved-tensor hooks like a built-in op's.
+    from torch.utils.checkpoint import checkpoint
+
+    x, comp, mem, beta, thr, gsf = _op_args(20, 6, torch.float32, True, True)
+    inputs = (x, comp, mem, beta, thr, gsf)
+
+    def loss() -> torch.Tensor:
+        spk, c, m, _ = torch.ops.snntorch_clif.clif_forward(*inputs, 0, 1, 2.0, True, True)
+        return (spk * torch.arange(20.0)[:, None]).sum() + c.square().sum() + m.sum()
+
+    plain = torch.autograd.grad(loss(), inputs)
+    with torch.autograd.graph.save_on_cpu():
+        offloaded = torch.autograd.grad(loss(), inputs)
+    recomputed = torch.autograd.grad(checkpoint(loss, use_reentrant=False), inputs)
+    for a, b, c in zip(plain, offloaded, recomputed):
+        assert a.abs().sum() > 0
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.cpu_kernel_only  # PyTorch's behaviour around the node, not the kernel's
+def test_compiled_autograd_is_refused_by_name() -> None:
+    # Documented as unsupported (docs/robustness.rst): the error must name the node, not be an
+    # internal assert deep inside PyTorch (what the generic torch::autograd::Function gave).
+    from torch._dynamo import compiled_autograd
+
+    x, comp, mem, beta, thr, gsf = _op_args(3, 4, torch.float32, True, False)
+    loss = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, True)[2].sum()
+    with pytest.raises(NotImplementedError, match="ClifBackward"):
+        with compiled_autograd._enable(torch.compile(backend="eager")):
+            loss.backward()
