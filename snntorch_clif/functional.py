@@ -122,21 +122,25 @@ def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Si
         >>> as_parameter(torch.tensor(0.5), "beta", x, x.shape).dtype
         torch.float32
     """
-    dtype = parameter_dtype(like.dtype)
+    return _parameter(value, name, parameter_dtype(like.dtype), like.device, shape)
+
+
+def _parameter(value: Tensor | float, name: str, dtype: torch.dtype, device: torch.device, shape: torch.Size) -> Tensor:
+    # as_parameter with the input's parameter dtype and device read once for all three
     if isinstance(value, Tensor):
         if not broadcasts_to(value.shape, shape):
             raise ValueError(
                 f"{name} of shape {tuple(value.shape)} does not broadcast to the neurons' shape {tuple(shape)}"
             )
-        if value.dtype != dtype or value.device != like.device:
-            value = value.to(device=like.device, dtype=dtype)
+        if value.dtype != dtype or value.device != device:
+            value = value.to(device=device, dtype=dtype)
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    return _constant(float(value), dtype, like.device)
+    return _constant(float(value), dtype, device)
 
 
-_CONSTANTS: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
+_CONSTANTS: dict[tuple[torch.dtype, torch.device], dict[float | str, Tensor]] = {}
 
 
 def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -144,13 +148,18 @@ def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     # torch.tensor costs ~2 us, and a call takes three. Nothing writes to these tensors.
     if torch.compiler.is_compiling():
         return torch.tensor(value, dtype=dtype, device=device)
-    key = (value.hex(), dtype, device)  # hex: -0.0 and 0.0 are different keys
-    tensor = _CONSTANTS.get(key)
+    # The float is its own key, except where == would mix values up: -0.0 and 0.0, and NaN
+    # (never equal to itself); float.hex tells those apart, at 0.2 us a call.
+    key: float | str = value if value == value and value != 0.0 else value.hex()
+    cache = _CONSTANTS.get((dtype, device))
+    if cache is None:
+        cache = _CONSTANTS[(dtype, device)] = {}
+    tensor = cache.get(key)
     if tensor is None:
-        if len(_CONSTANTS) >= 1024:
-            _CONSTANTS.clear()
+        if len(cache) >= 1024:
+            cache.clear()
         with torch.inference_mode(False):  # usable outside inference mode, saved for backward
-            tensor = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=device)
+            tensor = cache[key] = torch.tensor(value, dtype=dtype, device=device)
     return tensor
 
 
@@ -170,12 +179,13 @@ def _prepare(
     check_reset_mechanism(reset_mechanism)
     if not isinstance(beta, Tensor) and not 0.0 <= float(beta) <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    dtype, device = parameter_dtype(x.dtype), x.device
     return (
         _state_or_none(comp, "comp", x, neuron_shape),
         _state_or_none(mem, "mem", x, neuron_shape),
-        as_parameter(beta, "beta", x, neuron_shape),
-        as_parameter(threshold, "threshold", x, neuron_shape),
-        as_parameter(graded_spikes_factor, "graded_spikes_factor", x, neuron_shape),
+        _parameter(beta, "beta", dtype, device, neuron_shape),
+        _parameter(threshold, "threshold", dtype, device, neuron_shape),
+        _parameter(graded_spikes_factor, "graded_spikes_factor", dtype, device, neuron_shape),
         resolve(spike_grad),
     )
 

@@ -84,3 +84,15 @@ def test_float_parameters_keep_the_sign_of_zero() -> None:
     for gsf in (0.0, -0.0, 0.0):
         spk = clif_sequence(x, graded_spikes_factor=gsf).spk
         assert torch.equal(torch.signbit(spk[0, 1]), torch.tensor(gsf < 0 or str(gsf).startswith("-")))
+
+
+def test_float_parameters_are_made_once_per_value_dtype_and_device() -> None:
+    # NaN is never equal to itself: as a plain dict key it would make a new tensor every call
+    from snntorch_clif.functional import _constant
+
+    for value in (0.25, 0.0, -0.0, float("nan"), float("inf")):
+        for dtype in (torch.float32, torch.float64):
+            first = _constant(value, dtype, torch.device("cpu"))
+            assert first.dtype == dtype and _constant(value, dtype, torch.device("cpu")) is first
+            assert torch.equal(torch.signbit(first), torch.tensor(str(value).startswith("-")))
+    assert _constant(0.25, torch.float32, torch.device("cpu")) is not _constant(0.25, torch.float64, torch.device("cpu"))
