@@ -622,3 +622,19 @@ def test_compiled_autograd_is_refused_by_name() -> None:
     with pytest.raises(NotImplementedError, match="ClifBackward"):
         with compiled_autograd._enable(torch.compile(backend="eager")):
             loss.backward()
+
+
+def test_torch_func_grad_equals_eager_autograd() -> None:
+    # functorch's grad transform refused the generic C++ torch::autograd::Function; the node works
+    x, comp, mem, beta, thr, gsf = _op_args(7, (2, 3), torch.float32, False, True)
+    weights = torch.arange(7.0)[:, None, None]
+
+    def loss(x: torch.Tensor, beta: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
+        spk, c, m, _ = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, True, True)
+        return (spk * weights).sum() + c.square().sum() + m.sum()
+
+    grads = torch.func.grad(loss, argnums=(0, 1, 2))(x, beta, mem)
+    eager_inputs = [t.clone().requires_grad_() for t in (x, beta, mem)]
+    eager = torch.autograd.grad(loss(*eager_inputs), eager_inputs)
+    for a, b in zip(grads, eager):
+        assert b.abs().sum() > 0 and torch.equal(a, b)
