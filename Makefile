@@ -21,7 +21,7 @@ BUILD_INPUTS := setup.py setup.cfg pyproject.toml snntorch_clif/_build.py $(shel
 LOCAL_STAMP := $(VENV)/.snntorch-clif-installed
 CUDA_STAMP := $(VENV)/.snntorch-clif-installed-cuda
 
-.PHONY: install demo test lint gpu-check
+.PHONY: install demo test lint gpu-check torch-compat
 
 # $(1): the SNNTORCH_CLIF_CUDA value for the package build (shell text)
 define install_package
@@ -68,3 +68,17 @@ gpu-check:
 	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest -p no:cacheprovider -q -m cuda $(GPU_TESTS)
 	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest -p no:cacheprovider -q $(wildcard tests/test_cuda*.py) tests/test_build.py tests/test_bench_gpu.py
 	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
+
+# Another torch than the pinned one (setup.cfg promises torch>=2.4): a venv of its own under
+# /tmp, the CPU kernel built in a clean copy of HEAD, then the op, functional and module tests
+# (CPU and emulated CUDA). Downloads that torch and its CUDA libraries (~3 GB); not run by CI.
+#   make torch-compat TORCH_COMPAT=2.11.0
+TORCH_COMPAT ?= 2.11.0
+COMPAT_DIR := /tmp/snntorch-clif-torch-$(TORCH_COMPAT)
+torch-compat:
+	rm -rf $(COMPAT_DIR)/src && mkdir -p $(COMPAT_DIR) && git clone -q $(CURDIR) $(COMPAT_DIR)/src
+	test -x $(COMPAT_DIR)/venv/bin/python || python3 -m venv $(COMPAT_DIR)/venv
+	$(COMPAT_DIR)/venv/bin/python -m pip install -q "torch==$(TORCH_COMPAT)" "snntorch>=1.0" numpy pytest hypothesis setuptools wheel ninja $(QUIET_PIP)
+	cd $(COMPAT_DIR)/src && SNNTORCH_CLIF_CUDA=0 $(COMPAT_DIR)/venv/bin/python setup.py -q build_ext --inplace
+	cd $(COMPAT_DIR)/src && $(COMPAT_DIR)/venv/bin/python -m pytest -p no:cacheprovider -q \
+		tests/test_ops.py tests/test_functional.py tests/test_neuron.py tests/test_compile.py tests/test_snntorch_backprop.py

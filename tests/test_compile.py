@@ -38,6 +38,11 @@ def run_and_grad(fn, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, lis
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("step_mode", ["single", "multi"])
+@pytest.mark.xfail(
+    tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 11), strict=False,
+    reason="torch 2.4 compiles a third batch size once more (make torch-compat TORCH_COMPAT=2.4.0); "
+    "2.11 and 2.14 do not; versions between are not checked",
+)
 def test_fullgraph_matches_eager_and_recompiles_at_most_once_per_batch_size(backend: str, step_mode: str) -> None:
     torch._dynamo.reset()
     with _context(backend):
