@@ -620,7 +620,8 @@ def test_compiled_autograd_is_refused_by_name() -> None:
     x, comp, mem, beta, thr, gsf = _op_args(3, 4, torch.float32, True, False)
     loss = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, True)[2].sum()
     enable = getattr(compiled_autograd, "_enable", None) or compiled_autograd.enable  # torch < 2.6: enable
-    with pytest.raises(NotImplementedError, match="ClifBackward"):
+    # NotImplementedError; torch 2.4: RuntimeError
+    with pytest.raises((NotImplementedError, RuntimeError), match="compiled_args not implemented: ClifBackward"):
         with enable(torch.compile(backend="eager")):
             loss.backward()
 
