@@ -70,8 +70,9 @@ gpu-check:
 	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 # Another torch than the pinned one (setup.cfg promises torch>=2.4): a venv of its own under
-# /tmp, the CPU kernel built in a clean copy of HEAD, then the op, functional and module tests
-# (CPU and emulated CUDA). Downloads that torch and its CUDA libraries (~3 GB); not run by CI.
+# /tmp, the CPU kernel built in a clean copy of HEAD, then the op, functional, module,
+# torch.compile and snntorch.backprop tests (CPU and emulated CUDA). Downloads that torch and
+# its CUDA libraries (~3 GB); not run by CI.
 #   make torch-compat TORCH_COMPAT=2.11.0
 TORCH_COMPAT ?= 2.11.0
 COMPAT_DIR := /tmp/snntorch-clif-torch-$(TORCH_COMPAT)
