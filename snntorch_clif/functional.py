@@ -108,25 +108,21 @@ def parameter_dtype(input_dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if input_dtype == torch.float64 else torch.float32
 
 
-def as_parameter(value: Tensor | float, name: str, like: Tensor, shape: torch.Size) -> Tensor:
-    """``beta``/``threshold``/``graded_spikes_factor`` as a tensor on ``like``'s device, in
-    :func:`parameter_dtype` of ``like``'s dtype (float32 for float16/bfloat16 inputs).
+def as_parameter(value: Tensor | float, name: str, dtype: torch.dtype, device: torch.device, shape: torch.Size) -> Tensor:
+    """``beta``/``threshold``/``graded_spikes_factor`` as a tensor in ``dtype`` on ``device``.
 
+    The caller passes :func:`parameter_dtype` of the input's dtype (float32 for
+    float16/bfloat16 inputs) and the input's device, read once for all three parameters.
     A tensor must broadcast to the neuron shape ``shape`` without changing it.
 
     Example::
 
         >>> import torch
-        >>> from snntorch_clif.functional import as_parameter
+        >>> from snntorch_clif.functional import as_parameter, parameter_dtype
         >>> x = torch.zeros(3, dtype=torch.bfloat16)
-        >>> as_parameter(torch.tensor(0.5), "beta", x, x.shape).dtype
+        >>> as_parameter(torch.tensor(0.5), "beta", parameter_dtype(x.dtype), x.device, x.shape).dtype
         torch.float32
     """
-    return _parameter(value, name, parameter_dtype(like.dtype), like.device, shape)
-
-
-def _parameter(value: Tensor | float, name: str, dtype: torch.dtype, device: torch.device, shape: torch.Size) -> Tensor:
-    # as_parameter with the input's parameter dtype and device read once for all three
     if isinstance(value, Tensor):
         if not broadcasts_to(value.shape, shape):
             raise ValueError(
@@ -183,9 +179,9 @@ def _prepare(
     return (
         _state_or_none(comp, "comp", x, neuron_shape),
         _state_or_none(mem, "mem", x, neuron_shape),
-        _parameter(beta, "beta", dtype, device, neuron_shape),
-        _parameter(threshold, "threshold", dtype, device, neuron_shape),
-        _parameter(graded_spikes_factor, "graded_spikes_factor", dtype, device, neuron_shape),
+        as_parameter(beta, "beta", dtype, device, neuron_shape),
+        as_parameter(threshold, "threshold", dtype, device, neuron_shape),
+        as_parameter(graded_spikes_factor, "graded_spikes_factor", dtype, device, neuron_shape),
         resolve(spike_grad),
     )
 
