@@ -126,8 +126,8 @@ def test_emulated_cuda_equals_cpu_kernel_bit_for_bit(dtype: torch.dtype, reset: 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_64_bit_index_kernels_equal_the_cpu_kernel(dtype: torch.dtype) -> None:
-    # The sweep's sizes all run the 32-bit index forward; with the limit at 0 every call takes
-    # the 64-bit one (calls of 2**31 elements or more would): same bits, every reset.
+    # The sweep's sizes all run the 32-bit index kernels; with the limit at 0 every call takes
+    # the 64-bit ones (calls of 2**31 elements or more would): same bits, every reset.
     old = torch.ops.snntorch_clif_emu.set_index32_limit(0)
     try:
         failures = []
@@ -170,6 +170,41 @@ def test_emulated_cuda_takes_any_neuron_shape(dtype: torch.dtype) -> None:
                 assert a.shape[-2:] == (5, 51), name
             if not same_bits(a.reshape(b.shape), b):
                 failures.append(f"case {i} (T={T}, surrogate {surrogate}): {name}")
+    assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
+
+
+def offset_by_one(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t``'s values in a contiguous view that starts one element into its storage."""
+    if t is None:
+        return None
+    storage = torch.empty(t.numel() + 1, dtype=t.dtype)
+    view = storage[1:].view(t.shape)
+    view.copy_(t)
+    return view
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("misaligned", ["none", "x", "comp0", "mem0"])
+def test_forward_pairs_neurons_for_half_types_when_rows_allow(dtype: torch.dtype, misaligned: str) -> None:
+    # float16 / bfloat16 with an even N and 4-byte aligned rows: two neurons per thread (one
+    # 32-bit access per pair), so half the blocks; an input view starting at an odd element
+    # takes the one-neuron kernel (the emulator raises on a misaligned paired access). Both
+    # give the CPU kernel's bits.
+    failures = []
+    for i, (T, N) in enumerate(itertools.product((1, 17), (256, 1000, 1024))):
+        case = make_case(i, T, N, dtype)
+        case["pass_states"] = True
+        if misaligned != "none":
+            case[misaligned] = offset_by_one(case[misaligned])
+            assert case[misaligned].data_ptr() % 4 != 0 or dtype == torch.float32
+        want = run_ops("snntorch_clif", case, RESETS["zero"], SURROGATES[1])
+        lib = torch.ops.snntorch_clif_emu
+        lib.clif_forward(case["x"], case["comp0"], case["mem0"], *case["params"], RESETS["zero"], 1, 2.0,
+                         case["return_sequences"], True)
+        paired = dtype != torch.float32 and misaligned == "none"
+        assert lib.last_launch_blocks() == -(-(N // 2 if paired else N) // 256), (T, N)
+        got = run_ops("snntorch_clif_emu", case, RESETS["zero"], SURROGATES[1])
+        failures += [f"T={T}, N={N}: {name}" for name, a, b in zip(NAMES, got, want) if not same_bits(a, b)]
     assert not failures, f"{len(failures)} mismatches, first: {failures[:5]}"
 
 

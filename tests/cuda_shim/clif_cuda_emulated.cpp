@@ -42,6 +42,10 @@ int64_t set_index32_limit(int64_t limit) {
   return old;
 }
 
+// Blocks in x of the last launch: the forward runs two neurons per thread for the half types
+// when the rows allow it (clif_cuda.cu, pairs_fit), so a call's grid shows which kernel ran.
+int64_t last_launch_blocks() { return clif_emulation::last_grid.x; }
+
 }  // namespace
 
 TORCH_LIBRARY(snntorch_clif_emu, m) {
@@ -50,4 +54,5 @@ TORCH_LIBRARY(snntorch_clif_emu, m) {
   m.def("launch_self_test(int[] grid, int[] block) -> Tensor");
   m.impl("launch_self_test", &launch_self_test);
   m.def("set_index32_limit(int limit) -> int", &set_index32_limit);
+  m.def("last_launch_blocks() -> int", &last_launch_blocks);
 }

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <tuple>
@@ -74,47 +75,109 @@ struct ForwardArgs {
   float* __restrict__ saved;  // nullptr: nothing saved
 };
 
-// Rows are reached through a running offset (one add per step, no 64-bit index products), and
-// each step's loads for the next step are issued before its own arithmetic and stores, so
-// their latency overlaps it (the compiler may not move a load above a store it cannot prove
-// apart). The arithmetic and its order are clif_math.h's, exactly as in the CPU kernel.
+// W neighbouring values of one row, read or written as one access of W * sizeof(T) bytes:
+// a pair of float16 / bfloat16 is one 32-bit access (a GPU requires the alignment; the
+// emulated build checks it).
+template <typename T, int W>
+struct alignas(W * sizeof(T)) Lanes {
+  T v[W];
+};
+
+template <int W, typename T>
+__device__ __forceinline__ Lanes<T, W> load_lanes(const T* p) {
+#ifdef CLIF_CUDA_EMULATION
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(Lanes<T, W>) == 0, "emulated CUDA: misaligned address");
+  Lanes<T, W> r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+#else
+  return *reinterpret_cast<const Lanes<T, W>*>(p);
+#endif
+}
+
+template <int W, typename T>
+__device__ __forceinline__ void store_lanes(T* p, const Lanes<T, W>& value) {
+#ifdef CLIF_CUDA_EMULATION
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(Lanes<T, W>) == 0, "emulated CUDA: misaligned address");
+  std::memcpy(p, &value, sizeof value);
+#else
+  *reinterpret_cast<Lanes<T, W>*>(p) = value;
+#endif
+}
+
+// comp and mem of W neighbouring neurons at offset `off`.
+template <int W, typename in_t, typename Index>
+__device__ __forceinline__ void store_states(const ForwardArgs<in_t>& a, Index off, const float* u, const float* m) {
+  Lanes<in_t, W> comp, mem;
+#pragma unroll
+  for (int j = 0; j < W; ++j) {
+    comp.v[j] = static_cast<in_t>(m[j]);
+    mem.v[j] = static_cast<in_t>(u[j]);
+  }
+  store_lanes<W>(a.comp + off, comp);
+  store_lanes<W>(a.mem + off, mem);
+}
+
+// Blocks of 256 threads per SM the compiler must fit, i.e. a register cap of 65536 / (256 x
+// this): 8 (32 registers, a full SM) for the one-neuron 32-bit kernels, which need no more;
+// 6 (40 registers) for the others, which spill under 32 (benchmarks/cuda_resources.py).
+template <typename Index, int W>
+constexpr int kForwardMinBlocks = W == 1 && sizeof(Index) == 4 ? 8 : 6;
+
+// Each thread runs W neighbouring neurons (W = 2 for float16 / bfloat16 when the rows allow
+// it, see pairs_fit; else 1), every row access one W-wide access. Rows are reached through a
+// running offset (one add per step, no 64-bit index products), and each step's loads for the
+// next step are issued before its own arithmetic and stores, so their latency overlaps it
+// (the compiler may not move a load above a store it cannot prove apart). The arithmetic and
+// its order are clif_math.h's, exactly as in the CPU kernel, per neuron.
 // Index: the integer type of every offset, int32_t when fits_index32 (see there), else int64_t.
-template <typename in_t, int RESET, typename Index>
-__global__ void __launch_bounds__(kThreads) clif_forward_kernel(const ForwardArgs<in_t> a) {
+template <typename in_t, int RESET, typename Index, int W>
+__global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_forward_kernel(const ForwardArgs<in_t> a) {
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (thread >= a.N) return;
-  const Index n = static_cast<Index>(thread), T = static_cast<Index>(a.T), N = static_cast<Index>(a.N);
-  const float beta = a.beta[n * static_cast<Index>(a.beta_stride)];
-  const float theta = a.theta[n * static_cast<Index>(a.theta_stride)];
-  const float gsf = a.gsf[n * static_cast<Index>(a.gsf_stride)];
-  float u = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
-  float m = a.comp0 ? static_cast<float>(a.comp0[n]) : 0.f;
+  if (thread >= a.N / W) return;
+  const Index n = static_cast<Index>(thread * W), T = static_cast<Index>(a.T), N = static_cast<Index>(a.N);
+  float beta[W], theta[W], gsf[W], u[W], m[W], x_next[W];
+  const Lanes<in_t, W> mem0 = a.mem0 ? load_lanes<W>(a.mem0 + n) : Lanes<in_t, W>{};
+  const Lanes<in_t, W> comp0 = a.comp0 ? load_lanes<W>(a.comp0 + n) : Lanes<in_t, W>{};
+#pragma unroll
+  for (int j = 0; j < W; ++j) {
+    beta[j] = a.beta[(n + j) * static_cast<Index>(a.beta_stride)];
+    theta[j] = a.theta[(n + j) * static_cast<Index>(a.theta_stride)];
+    gsf[j] = a.gsf[(n + j) * static_cast<Index>(a.gsf_stride)];
+    u[j] = a.mem0 ? static_cast<float>(mem0.v[j]) : 0.f;
+    m[j] = a.comp0 ? static_cast<float>(comp0.v[j]) : 0.f;
+    x_next[j] = 0.f;
+  }
   // saved rows (clif_checks.h): h_t at row t; row T + c: m_{c K - 1}, K = kSaveChunk
   float* checkpoint = a.saved ? a.saved + T * N + n : nullptr;
-  float x_next = T > 0 ? static_cast<float>(a.x[n]) : 0.f;
+  Lanes<in_t, W> x_lanes = T > 0 ? load_lanes<W>(a.x + n) : Lanes<in_t, W>{};
   for (Index t = 0, off = n, k = 0; t < T; ++t, off += N) {
-    const float x = x_next;
-    if (t + 1 < T) x_next = static_cast<float>(a.x[off + N]);
+#pragma unroll
+    for (int j = 0; j < W; ++j) x_next[j] = static_cast<float>(x_lanes.v[j]);
+    if (t + 1 < T) x_lanes = load_lanes<W>(a.x + off + N);
     if (a.saved) {
       if (k == 0) {
-        *checkpoint = m;
+        Lanes<float, W> mc;
+#pragma unroll
+        for (int j = 0; j < W; ++j) mc.v[j] = m[j];
+        store_lanes<W>(checkpoint, mc);
         checkpoint += N;
       }
       k = k + 1 == kSaveChunk ? 0 : k + 1;
     }
-    float h, s;
-    clif_forward_step<float, RESET>(x, beta, theta, u, m, h, s);
-    a.spk[off] = static_cast<in_t>(s * gsf);
-    if (a.saved) a.saved[off] = h;
-    if (a.return_sequences) {
-      a.comp[off] = static_cast<in_t>(m);
-      a.mem[off] = static_cast<in_t>(u);
+    Lanes<in_t, W> spk;
+    Lanes<float, W> hs;
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+      float s;
+      clif_forward_step<float, RESET>(x_next[j], beta[j], theta[j], u[j], m[j], hs.v[j], s);
+      spk.v[j] = static_cast<in_t>(s * gsf[j]);
     }
+    store_lanes<W>(a.spk + off, spk);
+    if (a.saved) store_lanes<W>(a.saved + off, hs);
+    if (a.return_sequences) store_states<W>(a, off, u, m);
   }
-  if (!a.return_sequences) {
-    a.comp[n] = static_cast<in_t>(m);
-    a.mem[n] = static_cast<in_t>(u);
-  }
+  if (!a.return_sequences) store_states<W>(a, n, u, m);
 }
 
 template <typename in_t>
@@ -144,25 +207,31 @@ struct BackwardLoads {
   float dspk, du, dm;  // of s_t, u_t, m_t
 };
 
-template <typename in_t>
-__device__ __forceinline__ BackwardLoads load_backward_step(const BackwardArgs<in_t>& a, int64_t off) {
+template <typename in_t, typename Index>
+__device__ __forceinline__ BackwardLoads load_backward_step(const BackwardArgs<in_t>& a, Index off) {
   return {static_cast<float>(a.gspk[off]), a.gmem_seq ? static_cast<float>(a.gmem[off]) : 0.f,
           a.gcomp_seq ? static_cast<float>(a.gcomp[off]) : 0.f};
 }
 
 // The checkpoint chunks from the last (clif_checks.h): a forward pass over the chunk's saved
-// h recomputes m_t into a per-thread array (the forward's operations, so the same bits), then
-// the backward steps run over it in reverse; h stays in a per-thread array too, so each saved
-// value is read from memory once. Each step issues the next step's gradient loads before its
-// own arithmetic and store (see the forward's note on loads ahead).
-template <typename in_t, int RESET, int KIND>
+// h recomputes m_t (the forward's operations, so the same bits), then the backward steps run
+// over it in reverse. Both loops are unrolled over the whole chunk, so h_chunk and m_chunk
+// index with constants and live in registers (no stack frame); only the first chunk taken,
+// the last in time, can be shorter (`len`), and its steps past `len` are skipped, not indexed.
+// (A loop with a variable count put both arrays on the stack: 144 bytes of local memory per
+// thread, a store and reloads per step.) Each saved value is read from memory once, a chunk's
+// h loads all issued before its arithmetic; each backward step issues the next step's
+// gradient loads before its own work (see the forward's note on loads ahead).
+// Index: as in the forward (fits_index32 covers every offset formed here).
+template <typename in_t, int RESET, int KIND, typename Index>
 __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardArgs<in_t> a) {
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (n >= a.N) return;
-  const int64_t T = a.T, N = a.N;
-  const float beta = a.beta[n * a.beta_stride];
-  const float theta = a.theta[n * a.theta_stride];
-  const float gsf = a.gsf[n * a.gsf_stride];
+  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (thread >= a.N) return;
+  const Index n = static_cast<Index>(thread), T = static_cast<Index>(a.T), N = static_cast<Index>(a.N);
+  constexpr Index K = static_cast<Index>(kSaveChunk);
+  const float beta = a.beta[n * static_cast<Index>(a.beta_stride)];
+  const float theta = a.theta[n * static_cast<Index>(a.theta_stride)];
+  const float gsf = a.gsf[n * static_cast<Index>(a.gsf_stride)];
   float GU = (a.gmem && !a.gmem_seq) ? static_cast<float>(a.gmem[n]) : 0.f;
   float GM = (a.gcomp && !a.gcomp_seq) ? static_cast<float>(a.gcomp[n]) : 0.f;
   ParamGrads<float> pg{0.f, 0.f, 0.f};
@@ -170,40 +239,51 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
     float h_chunk[kSaveChunk];
     float m_chunk[kSaveChunk + 1];  // m_chunk[i]: m_{t0 + i - 1}
     float b = 0.f;  // sigma(m_t) for the step being processed; "none" never reads it
-    int64_t off = (T - 1) * N + n;
+    Index off = (T - 1) * N + n;  // step t's
     BackwardLoads in = load_backward_step(a, off);
-    for (int64_t c = (T - 1) / kSaveChunk; c >= 0; --c) {
-      const int64_t t0 = c * kSaveChunk;
-      const int len = static_cast<int>(T - t0 < kSaveChunk ? T - t0 : kSaveChunk);
+    Index c = (T - 1) / K;
+    for (Index len = T - c * K; c >= 0; --c, len = K) {
+      const Index t0 = c * K;
       m_chunk[0] = a.saved[(T + c) * N + n];
-      for (int i = 0; i < len; ++i) {
-        const float h = a.saved[(t0 + i) * N + n];
-        h_chunk[i] = h;
-        m_chunk[i + 1] = clif_comp_update(clif_comp_gate(h, beta), m_chunk[i], clif_fire(h - theta));
+#pragma unroll
+      for (int i = 0; i < kSaveChunk; ++i) {  // all of the chunk's loads in flight at once
+        if (i < len) h_chunk[i] = a.saved[(t0 + i) * N + n];
       }
-      if (t0 + len == T && RESET != RESET_NONE) b = clif_sigmoid(m_chunk[len]);
-      for (int i = len - 1; i >= 0; --i) {
-        const int64_t t = t0 + i;
-        BackwardLoads next{0.f, 0.f, 0.f};
-        if (t > 0) next = load_backward_step(a, off - N);  // step t-1's, ahead of this step's work
-        float b_prev = 0.f, u_prev;
-        if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
-          const float h_prev = i > 0 ? h_chunk[i - 1] : a.saved[off - N];
-          if (RESET == RESET_NONE) {
-            u_prev = h_prev;
-          } else {
-            b_prev = clif_sigmoid(m_chunk[i]);
-            u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
-          }
-        } else {
-          u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+      float m_last = 0.f;  // m_{t0 + len - 1}
+#pragma unroll
+      for (int i = 0; i < kSaveChunk; ++i) {
+        if (i < len) {
+          const float h = h_chunk[i];
+          m_chunk[i + 1] = clif_comp_update(clif_comp_gate(h, beta), m_chunk[i], clif_fire(h - theta));
+          m_last = m_chunk[i + 1];
         }
-        const float gh = clif_backward_step<float, RESET, KIND>(h_chunk[i], m_chunk[i], b, u_prev, beta, theta,
-                                                                gsf, a.sc, in.dspk, in.du, in.dm, GU, GM, pg);
-        a.dx[off] = static_cast<in_t>(gh);
-        b = b_prev;
-        in = next;
-        off -= N;
+      }
+      if (t0 + len == T && RESET != RESET_NONE) b = clif_sigmoid(m_last);
+#pragma unroll
+      for (int i = kSaveChunk - 1; i >= 0; --i) {
+        if (i < len) {
+          const Index t = t0 + i;
+          BackwardLoads next{0.f, 0.f, 0.f};
+          if (t > 0) next = load_backward_step(a, off - N);  // step t-1's, ahead of this step's work
+          float b_prev = 0.f, u_prev;
+          if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
+            const float h_prev = i > 0 ? h_chunk[i - 1] : a.saved[off - N];
+            if (RESET == RESET_NONE) {
+              u_prev = h_prev;
+            } else {
+              b_prev = clif_sigmoid(m_chunk[i]);
+              u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
+            }
+          } else {
+            u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+          }
+          const float gh = clif_backward_step<float, RESET, KIND>(h_chunk[i], m_chunk[i], b, u_prev, beta, theta,
+                                                                  gsf, a.sc, in.dspk, in.du, in.dm, GU, GM, pg);
+          a.dx[off] = static_cast<in_t>(gh);
+          b = b_prev;
+          in = next;
+          off -= N;
+        }
       }
     }
   }
@@ -220,19 +300,18 @@ inline int64_t stride_of(const at::Tensor& p, int64_t N) { return (p.numel() == 
 
 inline unsigned blocks_for(int64_t N) { return static_cast<unsigned>((N + kThreads - 1) / kThreads); }
 
-// The forward forms its offsets in 32-bit arithmetic where every one of a call fits: a
-// quarter fewer integer instructions (sm_90 SASS of the float kernel: 648 -> 592 in all, the
-// same floating-point ones). The backward keeps 64-bit offsets: with 32-bit ones nvcc unrolls
-// its chunk loops completely (896 -> 3,480 instructions, 55 KiB of code per kernel), which
-// needs a GPU to judge.
+// Both kernels form their offsets in 32-bit arithmetic where every one of a call fits (sm_90
+// SASS, float: forward 648 -> 592 instructions, backward 3,864 -> 3,600, the same
+// floating-point ones).
 #ifdef CLIF_CUDA_EMULATION
 int64_t index32_limit = std::numeric_limits<int32_t>::max();  // tests lower it to run the 64-bit kernels
 #else
 constexpr int64_t index32_limit = std::numeric_limits<int32_t>::max();
 #endif
 
-// The largest offset the forward forms is below (saved_rows(T) + 1) * N (its running offset
-// ends one row past the last; checkpoints sit in rows T .. saved_rows(T) - 1).
+// The largest offset either kernel forms is below (saved_rows(T) + 1) * N (the forward's
+// running offset ends one row past the last; checkpoints sit in rows T .. saved_rows(T) - 1);
+// the smallest is the backward's n - N, after its last step.
 inline bool fits_index32(int64_t T, int64_t N) {
   return N <= index32_limit && (saved_rows(T) + 1) <= index32_limit / std::max<int64_t>(N, 1);
 }
@@ -247,10 +326,27 @@ void with_reset(int64_t reset, F&& f) {
   }
 }
 
+// Pairs of neurons per thread for the half types when N is even and every [T, N] / [N] tensor
+// starts 4-byte aligned (a view can start at an odd element); float32 already moves 4 bytes
+// per neuron and access.
+template <typename in_t>
+bool pairs_fit(const ForwardArgs<in_t>& a) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (2 * sizeof(in_t)) == 0; };
+  return a.N % 2 == 0 && aligned(a.x) && aligned(a.comp0) && aligned(a.mem0) && aligned(a.spk) &&
+         aligned(a.comp) && aligned(a.mem);  // saved: a fresh float32 buffer, rows of even N
+}
+
 template <typename in_t, typename Index>
 void launch_forward(const ForwardArgs<in_t>& a, int64_t reset, cudaStream_t stream) {
   with_reset(reset, [&](auto r) {
-    CLIF_LAUNCH(clif_forward_kernel<in_t, decltype(r)::value, Index>, blocks_for(a.N), kThreads, stream, a);
+    constexpr int R = decltype(r)::value;
+    if constexpr (sizeof(in_t) == 2) {
+      if (pairs_fit(a)) {
+        CLIF_LAUNCH(clif_forward_kernel<in_t, R, Index, 2>, blocks_for(a.N / 2), kThreads, stream, a);
+        return;
+      }
+    }
+    CLIF_LAUNCH(clif_forward_kernel<in_t, R, Index, 1>, blocks_for(a.N), kThreads, stream, a);
   });
 }
 
@@ -294,19 +390,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
   return {o.spk, o.comp, o.mem, o.saved};
 }
 
-template <typename in_t, int RESET>
+template <typename in_t, int RESET, typename Index>
 void launch_backward(const BackwardArgs<in_t>& a, int kind, cudaStream_t stream) {
   const unsigned blocks = blocks_for(a.N);
   switch (kind) {
-    case SG_RECTANGLE: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_RECTANGLE>, blocks, kThreads, stream, a); break;
-    case SG_ATAN: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_ATAN>, blocks, kThreads, stream, a); break;
-    case SG_FAST_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_FAST_SIGMOID>, blocks, kThreads, stream, a); break;
-    case SG_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_SIGMOID>, blocks, kThreads, stream, a); break;
-    case SG_TRIANGULAR: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_TRIANGULAR>, blocks, kThreads, stream, a); break;
+    case SG_RECTANGLE: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_RECTANGLE, Index>, blocks, kThreads, stream, a); break;
+    case SG_ATAN: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_ATAN, Index>, blocks, kThreads, stream, a); break;
+    case SG_FAST_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_FAST_SIGMOID, Index>, blocks, kThreads, stream, a); break;
+    case SG_SIGMOID: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_SIGMOID, Index>, blocks, kThreads, stream, a); break;
+    case SG_TRIANGULAR: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_TRIANGULAR, Index>, blocks, kThreads, stream, a); break;
     case SG_STRAIGHT_THROUGH:
-      CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_STRAIGHT_THROUGH>, blocks, kThreads, stream, a);
+      CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_STRAIGHT_THROUGH, Index>, blocks, kThreads, stream, a);
       break;
-    default: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_DISABLED>, blocks, kThreads, stream, a); break;
+    default: CLIF_LAUNCH(clif_backward_kernel<in_t, RESET, SG_DISABLED, Index>, blocks, kThreads, stream, a); break;
   }
 }
 
@@ -351,8 +447,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     a.dtheta = param_grads ? o.dthreshold.mutable_data_ptr<float>() : nullptr;
     a.dgsf = param_grads ? o.dgsf.mutable_data_ptr<float>() : nullptr;
     const int kind = static_cast<int>(surrogate);
-    // 64-bit offsets (see fits_index32)
-    with_reset(reset, [&](auto r) { launch_backward<scalar_t, decltype(r)::value>(a, kind, stream); });
+    with_reset(reset, [&](auto r) {
+      if (fits_index32(T, N)) {
+        launch_backward<scalar_t, decltype(r)::value, int32_t>(a, kind, stream);
+      } else {
+        launch_backward<scalar_t, decltype(r)::value, int64_t>(a, kind, stream);
+      }
+    });
   });
   return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
 }
