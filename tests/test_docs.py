@@ -224,6 +224,15 @@ def test_benchmarks_page_shows_results_or_says_where_they_come_from(site: Path) 
         assert "No benchmark results are committed yet" in html and "bench_neuron.py" in html
 
 
+def test_benchmarks_page_shows_the_cuda_kernels_resources(site: Path) -> None:
+    # benchmarks/results/cuda_resources_sm_90.json, as its own table, not as a failed
+    # bench_neuron.py result
+    html = (site / "benchmarks.html").read_text()
+    assert "cuda_resources_sm_90.json" in html and "LDL+STL" in html
+    assert "cuda_resources_sm_90.json</span></code>: compiled for sm_90" in html
+    assert "Not shown" not in html
+
+
 def test_every_local_link_of_every_page_resolves(site: Path) -> None:
     broken = []
     for path in site.rglob("*.html"):
@@ -336,6 +345,7 @@ def test_benchmark_tables_are_rendered_from_result_files(tmp_path: Path) -> None
     }))
     bad = tmp_path / "benchmarks" / "results" / "other.json"
     bad.write_text("[1, 2]")
+    (tmp_path / "benchmarks" / "results" / "cuda_resources_sm_90.json").write_text("{}")  # not this renderer's
     clif_docs.ROOT = tmp_path
     try:
         paths = clif_docs.result_files()

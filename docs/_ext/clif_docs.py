@@ -8,6 +8,8 @@
   ``benchmarks/bench_neuron.py --json`` or ``benchmarks/bench_gpu.py`` (``benchmarks/results/*.json``
   or ``benchmarks/*.json``), or says where the numbers come from when there is none. Files
   whose rows carry ``bytes_per_s`` (the GPU benchmark) get a GB/s column.
+* ``.. clif-cuda-resources::`` renders ``benchmarks/results/cuda_resources_<arch>.json``
+  (``benchmarks/cuda_resources.py``): registers and local memory of the compiled CUDA kernels.
 
 Nothing is written into the source tree.
 """
@@ -15,6 +17,7 @@ Nothing is written into the source tree.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import pkgutil
@@ -120,7 +123,8 @@ def result_files() -> list[Path]:
     found: dict[Path, None] = {}
     for pattern in RESULT_GLOBS:
         for path in sorted(ROOT.glob(pattern)):
-            if not path.name.startswith("libraries_"):  # bench_libraries.py's: clif_libraries.py renders them
+            # bench_libraries.py's (clif_libraries.py renders them) and cuda_resources.py's (below)
+            if not path.name.startswith(("libraries_", "cuda_resources_")):
                 found[path] = None
     return list(found)
 
@@ -236,7 +240,50 @@ class ClifBenchmarks(SphinxDirective):
         return container.children
 
 
+# --- CUDA kernel resources ---------------------------------------------------------------
+def _cuda_resources_module():  # noqa: ANN202 - benchmarks/ is not a package
+    spec = importlib.util.spec_from_file_location("cuda_resources", ROOT / "benchmarks" / "cuda_resources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cuda_resources_rst(paths: list[Path]) -> list[str]:
+    """Tables from ``benchmarks/results/cuda_resources_<arch>.json``."""
+    if not paths:
+        return ["*No* ``benchmarks/results/cuda_resources_*.json`` *committed:* "
+                "``python benchmarks/cuda_resources.py`` *writes one.*", ""]
+    module = _cuda_resources_module()
+    lines: list[str] = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        lines += [f"``{path.relative_to(ROOT).as_posix()}``: compiled for {result['arch']}"
+                  + (f" by {result['nvcc']}" if result.get("nvcc") else "") + ".", ""]
+        lines += [".. list-table::", "   :header-rows: 1", ""]
+        for row in [list(module.SUMMARY_HEADER), *module.summary_rows(result["kernels"])]:
+            lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+        lines += [""]
+    return lines
+
+
+class ClifCudaResources(SphinxDirective):
+    """``.. clif-cuda-resources::``: registers and local memory of the compiled CUDA kernels."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        paths = sorted(ROOT.glob("benchmarks/results/cuda_resources_*.json"))
+        for path in paths:
+            self.env.note_dependency(str(path))
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(cuda_resources_rst(paths), source="<clif-cuda-resources>"),
+                                 container)
+        return container.children
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("clif-api", ClifApi)
+    app.add_directive("clif-cuda-resources", ClifCudaResources)
     app.add_directive("clif-benchmarks", ClifBenchmarks)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
