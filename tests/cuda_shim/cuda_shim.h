@@ -4,7 +4,7 @@
 // A launch runs every (block, thread) of the grid in turn on the calling thread, after the
 // checks a GPU makes on a launch configuration. Sequential threads are a faithful model of
 // kernels whose threads do not talk to each other (no __syncthreads, no shared memory), which
-// is the case for the CLIF kernels: each thread owns one neuron.
+// is the case for the CLIF kernels: each thread owns its neuron (or pair of neurons).
 #pragma once
 
 #include <c10/util/Exception.h>

@@ -8,8 +8,9 @@
 // is csrc/clif_math.h (compiled with --fmad=false, as the CPU side with
 // -ffp-contract=off, so both devices round alike).
 //
-// One thread per neuron, grid over N, the time loop inside with the carries in registers;
-// for a fixed t a warp reads 32 consecutive neurons, so every [T, N] access coalesces.
+// One thread per neuron (two neighbouring ones in the float16 / bfloat16 forward), grid over
+// N, the time loop inside with the carries in registers; for a fixed t a warp reads
+// consecutive neurons, so every [T, N] access coalesces.
 // Runs on the current stream; nothing synchronises with the host.
 //
 // Tested without a GPU: tests/cuda_shim/ compiles this file with the host compiler (CUDA's
