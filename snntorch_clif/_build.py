@@ -49,7 +49,8 @@ BUILD_INFO_FILE = PACKAGE_DIR / "_build_info.py"
 # -ffp-contract=off: no fused multiply-adds beyond the explicit ones, so every ISA variant
 # (and the GPU, with --fmad=false) computes bit-identical results.
 CXX_FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off")
-NVCC_FLAGS = ("-O3", "--fmad=false", "-lineinfo")
+# --ftz=true: subnormal floats flushed to zero, as the CPU kernel does (clif_math.h).
+NVCC_FLAGS = ("-O3", "--fmad=false", "--ftz=true", "-lineinfo")
 LINK_FLAGS = ("-fopenmp",)
 CUDA_MACRO = "SNNTORCH_CLIF_WITH_CUDA"
 

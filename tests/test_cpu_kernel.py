@@ -224,3 +224,54 @@ def test_a_forked_child_can_use_the_pool() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert_bitwise(held, want)
+
+
+FLT_MIN = torch.finfo(torch.float32).tiny
+
+
+def silent_decay(T: int, dtype: torch.dtype, N: int = 2048) -> list[torch.Tensor]:
+    """Neurons that never fire, comp0 = 1: m_t = sigma((1 - beta) h_t) m_{t-1} decays (h settles
+    near -30, so by ~0.05 a step) into float32's subnormal range within ~30 steps (float64's
+    within ~250). 2048 neurons run on two threads where there are two."""
+    a = make_inputs(T, N, dtype, seed=5)
+    a["x"] = torch.full((T, N), -3.0, dtype=dtype)
+    a["comp"] = torch.ones(N, dtype=dtype)
+    a["beta"] = torch.full((N,), 0.9, dtype=a["beta"].dtype)
+    return run_op(a)
+
+
+def subnormal_count(t: torch.Tensor) -> int:
+    tiny = torch.finfo(t.dtype).tiny
+    return int(((t != 0) & (t.abs() < tiny)).sum())
+
+
+def test_float32_kernels_flush_subnormals_to_zero() -> None:
+    # CLIF's silent-neuron decay and its gradient carry would fill long sequences with
+    # subnormals, which x86 computes with at a fraction of the speed (clif_math.h)
+    spk, comp, mem, dx, dcomp0, dmem0, *params = silent_decay(300, torch.float32)
+    assert not bool(spk.any())
+    for name, t in (("comp", comp), ("mem", mem), ("dx", dx), ("dcomp0", dcomp0), ("params", torch.cat(params))):
+        assert subnormal_count(t) == 0, name
+    assert float(comp[-1].abs().max()) == 0.0  # decayed through FLT_MIN to exactly zero
+    assert float(comp[10].abs().min()) > FLT_MIN  # still normal early on
+
+
+def test_float64_kernels_keep_subnormals() -> None:
+    # gradcheck's kernels follow IEEE arithmetic to the last bit: no flushing
+    _, comp, *_ = silent_decay(400, torch.float64, N=8)
+    assert subnormal_count(comp) > 0
+
+
+@pytest.mark.parametrize("user_flushes", [False, True])
+def test_the_callers_subnormal_mode_is_restored_on_every_thread(user_flushes: bool, threads: None) -> None:
+    # The kernel's threads flush only while it runs: afterwards eager ops on the calling
+    # thread and on the worker threads (a 2-thread elementwise op) compute as before.
+    torch.set_num_threads(2)
+    assert torch.set_flush_denormal(user_flushes)  # True: this CPU has the switch
+    try:
+        silent_decay(300, torch.float32)
+        small = torch.full((1 << 17,), 1e-38) * 0.5  # 5e-39: a subnormal, or 0 when flushed
+        assert bool((small == 0).all()) if user_flushes else bool((small != 0).all())
+        assert (float(torch.tensor(1e-38) * 0.5) == 0.0) == user_flushes
+    finally:
+        torch.set_flush_denormal(False)

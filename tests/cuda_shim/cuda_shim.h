@@ -9,6 +9,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "../../snntorch_clif/csrc/clif_math.h"  // FlushSubnormals
+
 #include <cstdint>
 
 #define __global__
@@ -58,8 +60,10 @@ inline void check_launch(const dim3& grid, const dim3& block) {
 inline dim3 last_grid;
 
 // Stands in for `kernel<<<grid, block, 0, stream>>>(args...)` followed by the launch check.
+// The kernels run with subnormals flushed, as nvcc --ftz=true compiles them for a GPU.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t /*stream*/, const Args&... args) {
+  const snntorch_clif::FlushSubnormals mode;
   check_launch(grid, block);
   last_grid = grid;
   gridDim = grid;

@@ -406,8 +406,15 @@ struct ForwardJob {
   S* saved;  // nullptr when not saving
 };
 
+// float32 kernels flush subnormals (clif_math.h, FlushSubnormals); float64 ones do not.
+template <typename S>
+struct SubnormalMode {};
+template <>
+struct SubnormalMode<float> : FlushSubnormals {};
+
 template <typename in_t, typename S>
 void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
+  const SubnormalMode<S> mode;
   constexpr bool kSame = std::is_same<in_t, S>::value;
   const RowKernels<S>& k = row_kernels<S>();
   const int64_t T = j.T, N = j.N;
@@ -497,6 +504,7 @@ S* chunk_scratch() {
 // recomputes m_t and a_t (clif_checks.h), then the backward steps run over them in reverse.
 template <typename in_t, typename S>
 void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
+  const SubnormalMode<S> mode;
   constexpr bool kSame = std::is_same<in_t, S>::value;
   const RowKernels<S>& k = row_kernels<S>();
   const int64_t T = j.T, N = j.N;

@@ -5,8 +5,8 @@
 // 63-80, `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`, without the
 // inhibition / state_quant branches), fused over time,
 // and its reverse-mode derivative: the same contract as cpu/clif_cpu.cpp. All arithmetic
-// is csrc/clif_math.h (compiled with --fmad=false, as the CPU side with
-// -ffp-contract=off, so both devices round alike).
+// is csrc/clif_math.h (compiled with --fmad=false and --ftz=true, as the CPU side with
+// -ffp-contract=off and subnormals flushed, so both devices round alike).
 //
 // One thread per neuron (two neighbouring ones in the float16 / bfloat16 forward), grid over
 // N, the time loop inside with the carries in registers; for a fixed t a warp reads
