@@ -97,23 +97,23 @@ def make_copy() -> Callable[[], None]:
     return lambda: dst.copy_(src)
 
 
-def make_case(T: int, N: int, leaky: bool) -> Case:
-    """name -> one call of that competitor on a fresh [T, N] problem."""
+def make_case(T: int, N: int, leaky: bool, beta: float = 0.5) -> Case:
+    """name -> one call of that competitor on a fresh [T, N] problem (CLIF's decay ``beta``)."""
     x = (torch.randn(T, N) * 1.5 + 0.3).requires_grad_()
     grad = torch.randn(T, N)
     rect = surrogate.rectangle()
 
     def fused() -> None:
         x.grad = None
-        clif_sequence(x, beta=0.5, spike_grad=rect).spk.backward(grad)
+        clif_sequence(x, beta=beta, spike_grad=rect).spk.backward(grad)
 
     def forward() -> None:
         with torch.no_grad():
-            clif_sequence(x, beta=0.5, spike_grad=rect)
+            clif_sequence(x, beta=beta, spike_grad=rect)
 
     xd = x.detach()
     zeros = torch.zeros(N)
-    half, one = torch.full((1,), 0.5), torch.ones(1)
+    half, one = torch.full((1,), beta), torch.ones(1)
     fwd_op, bwd_op = torch.ops.snntorch_clif.clif_forward, torch.ops.snntorch_clif.clif_backward
 
     def kernel() -> None:
@@ -153,8 +153,8 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def bench_case(T: int, N: int, reps: int, copy: Callable[[], None], leaky: bool) -> dict:
-    case = make_case(T, N, leaky)
+def bench_case(T: int, N: int, reps: int, copy: Callable[[], None], leaky: bool, beta: float = 0.5) -> dict:
+    case = make_case(T, N, leaky, beta)
     case["copy"] = copy
     runs = run_interleaved(case, reps)
     steps = T * N
@@ -325,6 +325,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per case (default 7, --quick 3)")
     parser.add_argument("--leaky-T", type=int, nargs="*", default=[16], help="T values that also time snn.Leaky")
     parser.add_argument("--quick", action="store_true", help="T 4 16 256, 3 repetitions")
+    parser.add_argument("--beta", type=float, default=0.5,
+                        help="CLIF's decay (default 0.5); at 0.9 silent neurons reach subnormals within ~30 steps")
     parser.add_argument("--no-overhead", action="store_true", help="skip the call-overhead section")
     parser.add_argument("--no-steps", action="store_true", help="skip the step-loop section")
     parser.add_argument("--json-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -345,7 +347,7 @@ def main() -> None:
         print_header()
         for n in args.N:
             for t in Ts:
-                rows.append(bench_case(t, n, reps, copy, leaky=t in args.leaky_T))
+                rows.append(bench_case(t, n, reps, copy, leaky=t in args.leaky_T, beta=args.beta))
                 print_rows(rows[-1:], threads)
         summary = summarize(rows)
         for n, s in summary.items():
@@ -369,6 +371,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "threads": threads,
             "dtype": "float32",
+            "beta": args.beta,
             "torch": torch.__version__,
             "backends": str(snntorch_clif.backends()),
             "copy_bandwidth_bytes_per_s": statistics.median(r["copy_bandwidth_bytes_per_s"] for r in rows),
