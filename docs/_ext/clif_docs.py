@@ -225,19 +225,36 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
     return lines
 
 
-class ClifBenchmarks(SphinxDirective):
-    """``.. clif-benchmarks::``: tables from the committed benchmark results."""
+class ResultFilesDirective(SphinxDirective):
+    """A directive that renders committed result files as reStructuredText: subclasses name
+    the files (``files``) and write their text (``rst``); a change to a file rebuilds the page."""
 
     has_content = False
 
+    def files(self) -> list[Path]:
+        raise NotImplementedError
+
+    def rst(self, paths: list[Path]) -> list[str]:
+        raise NotImplementedError
+
     def run(self) -> list[nodes.Node]:
-        paths = result_files()
+        paths = self.files()
         for path in paths:
             self.env.note_dependency(str(path))
         container = nodes.section()
         container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(benchmark_rst(paths), source="<clif-benchmarks>"), container)
+        nested_parse_with_titles(self.state, StringList(self.rst(paths), source=f"<{self.name}>"), container)
         return container.children
+
+
+class ClifBenchmarks(ResultFilesDirective):
+    """``.. clif-benchmarks::``: tables from the committed benchmark results."""
+
+    def files(self) -> list[Path]:
+        return result_files()
+
+    def rst(self, paths: list[Path]) -> list[str]:
+        return benchmark_rst(paths)
 
 
 # --- CUDA kernel resources ---------------------------------------------------------------
@@ -266,20 +283,14 @@ def cuda_resources_rst(paths: list[Path]) -> list[str]:
     return lines
 
 
-class ClifCudaResources(SphinxDirective):
+class ClifCudaResources(ResultFilesDirective):
     """``.. clif-cuda-resources::``: registers and local memory of the compiled CUDA kernels."""
 
-    has_content = False
+    def files(self) -> list[Path]:
+        return sorted(ROOT.glob("benchmarks/results/cuda_resources_*.json"))
 
-    def run(self) -> list[nodes.Node]:
-        paths = sorted(ROOT.glob("benchmarks/results/cuda_resources_*.json"))
-        for path in paths:
-            self.env.note_dependency(str(path))
-        container = nodes.section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(cuda_resources_rst(paths), source="<clif-cuda-resources>"),
-                                 container)
-        return container.children
+    def rst(self, paths: list[Path]) -> list[str]:
+        return cuda_resources_rst(paths)
 
 
 def setup(app: Sphinx) -> dict:

@@ -15,11 +15,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from docutils import nodes
-from docutils.statemachine import StringList
+from clif_docs import ResultFilesDirective
 from sphinx.application import Sphinx
-from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_GLOB = "benchmarks/results/libraries_*.json"
@@ -177,20 +174,14 @@ def plot_results(paths: Optional[list[Path]] = None):
     return fig
 
 
-class ClifLibraryBenchmarks(SphinxDirective):
+class ClifLibraryBenchmarks(ResultFilesDirective):
     """``.. clif-library-benchmarks::``: tables from the committed library comparisons."""
 
-    has_content = False
+    def files(self) -> list[Path]:
+        return library_result_files()
 
-    def run(self) -> list[nodes.Node]:
-        paths = library_result_files()
-        for path in paths:
-            self.env.note_dependency(str(path))
-        container = nodes.section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(library_rst(paths), source="<clif-library-benchmarks>"),
-                                 container)
-        return container.children
+    def rst(self, paths: list[Path]) -> list[str]:
+        return library_rst(paths)
 
 
 def setup(app: Sphinx) -> dict:
