@@ -33,9 +33,9 @@ at::Tensor launch_self_test(at::IntArrayRef grid, at::IntArrayRef block) {
   return marks;
 }
 
-// The forward kernel indexes in 32 bits when every offset of a call fits in that many; the
-// tests' sizes always do, so they lower the limit to run the 64-bit kernel too. Returns the
-// old limit.
+// Both kernels index in 32 bits when every offset of a call fits in that many; the tests'
+// sizes always do, so they lower the limit to run the 64-bit kernels too. Returns the old
+// limit.
 int64_t set_index32_limit(int64_t limit) {
   const int64_t old = snntorch_clif::index32_limit;
   snntorch_clif::index32_limit = limit;
@@ -44,7 +44,8 @@ int64_t set_index32_limit(int64_t limit) {
 
 // Blocks in x of the last launch: the forward runs two neurons per thread for the half types
 // when the rows allow it (clif_cuda.cu, pairs_fit), so a call's grid shows which kernel ran.
-int64_t last_launch_blocks() { return clif_emulation::last_grid.x; }
+// gridDim keeps the last launch's grid on the calling thread, the one that runs the ops.
+int64_t last_launch_blocks() { return gridDim.x; }
 
 }  // namespace
 

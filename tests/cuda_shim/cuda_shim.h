@@ -56,16 +56,12 @@ inline void check_launch(const dim3& grid, const dim3& block) {
               "emulated CUDA: invalid configuration: a block of ", block.x, "x", block.y, "x", block.z, " threads");
 }
 
-// The grid of the last launch (tests read it to see which kernel variant a call took).
-inline dim3 last_grid;
-
 // Stands in for `kernel<<<grid, block, 0, stream>>>(args...)` followed by the launch check.
 // The kernels run with subnormals flushed, as nvcc --ftz=true compiles them for a GPU.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t /*stream*/, const Args&... args) {
   const snntorch_clif::FlushSubnormals mode;
   check_launch(grid, block);
-  last_grid = grid;
   gridDim = grid;
   blockDim = block;
   for (unsigned bz = 0; bz < grid.z; ++bz)

@@ -84,10 +84,17 @@ struct alignas(W * sizeof(T)) Lanes {
   T v[W];
 };
 
+#ifdef CLIF_CUDA_EMULATION
+template <int W, typename T>
+void check_lanes_aligned(const T* p) {
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(Lanes<T, W>) == 0, "emulated CUDA: misaligned address");
+}
+#endif
+
 template <int W, typename T>
 __device__ __forceinline__ Lanes<T, W> load_lanes(const T* p) {
 #ifdef CLIF_CUDA_EMULATION
-  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(Lanes<T, W>) == 0, "emulated CUDA: misaligned address");
+  check_lanes_aligned<W>(p);
   Lanes<T, W> r;
   std::memcpy(&r, p, sizeof r);
   return r;
@@ -99,7 +106,7 @@ __device__ __forceinline__ Lanes<T, W> load_lanes(const T* p) {
 template <int W, typename T>
 __device__ __forceinline__ void store_lanes(T* p, const Lanes<T, W>& value) {
 #ifdef CLIF_CUDA_EMULATION
-  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(Lanes<T, W>) == 0, "emulated CUDA: misaligned address");
+  check_lanes_aligned<W>(p);
   std::memcpy(p, &value, sizeof value);
 #else
   *reinterpret_cast<Lanes<T, W>*>(p) = value;
@@ -137,7 +144,7 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_fo
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (thread >= a.N / W) return;
   const Index n = static_cast<Index>(thread * W), T = static_cast<Index>(a.T), N = static_cast<Index>(a.N);
-  float beta[W], theta[W], gsf[W], u[W], m[W], x_next[W];
+  float beta[W], theta[W], gsf[W], u[W], m[W], x[W];
   const Lanes<in_t, W> mem0 = a.mem0 ? load_lanes<W>(a.mem0 + n) : Lanes<in_t, W>{};
   const Lanes<in_t, W> comp0 = a.comp0 ? load_lanes<W>(a.comp0 + n) : Lanes<in_t, W>{};
 #pragma unroll
@@ -147,14 +154,13 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_fo
     gsf[j] = a.gsf[(n + j) * static_cast<Index>(a.gsf_stride)];
     u[j] = a.mem0 ? static_cast<float>(mem0.v[j]) : 0.f;
     m[j] = a.comp0 ? static_cast<float>(comp0.v[j]) : 0.f;
-    x_next[j] = 0.f;
   }
   // saved rows (clif_checks.h): h_t at row t; row T + c: m_{c K - 1}, K = kSaveChunk
   float* checkpoint = a.saved ? a.saved + T * N + n : nullptr;
   Lanes<in_t, W> x_lanes = T > 0 ? load_lanes<W>(a.x + n) : Lanes<in_t, W>{};
   for (Index t = 0, off = n, k = 0; t < T; ++t, off += N) {
 #pragma unroll
-    for (int j = 0; j < W; ++j) x_next[j] = static_cast<float>(x_lanes.v[j]);
+    for (int j = 0; j < W; ++j) x[j] = static_cast<float>(x_lanes.v[j]);
     if (t + 1 < T) x_lanes = load_lanes<W>(a.x + off + N);
     if (a.saved) {
       if (k == 0) {
@@ -171,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_fo
 #pragma unroll
     for (int j = 0; j < W; ++j) {
       float s;
-      clif_forward_step<float, RESET>(x_next[j], beta[j], theta[j], u[j], m[j], hs.v[j], s);
+      clif_forward_step<float, RESET>(x[j], beta[j], theta[j], u[j], m[j], hs.v[j], s);
       spk.v[j] = static_cast<in_t>(s * gsf[j]);
     }
     store_lanes<W>(a.spk + off, spk);
