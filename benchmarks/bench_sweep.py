@@ -4,6 +4,9 @@ For every thread count, neuron count N and sequence length T this times, interle
 (each repetition runs every competitor once, in a rotating order):
 
 * ``fused``: :func:`snntorch_clif.clif_sequence` forward + backward, the call a user makes;
+* ``op``: ``torch.ops.snntorch_clif.clif_forward`` called directly on ``x``, forward + backward
+  through autograd: the call without our Python layer (:func:`~snntorch_clif.clif_sequence`'s
+  checks and dispatch), the least any Python wrapper of the op can cost;
 * ``kernel``: the two ops (``torch.ops.snntorch_clif.clif_forward`` with ``save``, then
   ``clif_backward``) called directly: the kernels without the Python layers and autograd;
 * ``forward``: :func:`snntorch_clif.clif_sequence` under ``torch.no_grad()``;
@@ -116,6 +119,10 @@ def make_case(T: int, N: int, leaky: bool, beta: float = 0.5) -> Case:
     half, one = torch.full((1,), beta), torch.ones(1)
     fwd_op, bwd_op = torch.ops.snntorch_clif.clif_forward, torch.ops.snntorch_clif.clif_backward
 
+    def op() -> None:
+        x.grad = None
+        fwd_op(x, None, None, half, one, one, 0, rect.kind, rect.param, False, True)[0].backward(grad)
+
     def kernel() -> None:
         saved = fwd_op(xd, zeros, zeros, half, one, one, 0, rect.kind, rect.param, False, True)[3]
         bwd_op(grad, None, None, saved, zeros, half, one, one, 0, rect.kind, rect.param, False)
@@ -124,7 +131,7 @@ def make_case(T: int, N: int, leaky: bool, beta: float = 0.5) -> Case:
         x.grad = None
         (x * 0.5).backward(grad)
 
-    case: Case = {"fused": fused, "kernel": kernel, "forward": forward, "mul": mul}
+    case: Case = {"fused": fused, "op": op, "kernel": kernel, "forward": forward, "mul": mul}
     if leaky:
         case["leaky"] = leaky_step_loop(x, grad, "cpu")
     return case
@@ -280,12 +287,15 @@ def summarize(rows: list[dict]) -> dict:
         sub = [r for r in rows if r["N"] == n]
         ns = [r["impl"]["fused"]["ns_per_neuron_step"] for r in sub]
         floor = [r["fused_over_floor"] for r in sub]
+        op = [r["impl"]["op"]["ns_per_neuron_step"] for r in sub]
         kern = [r["impl"]["kernel"]["ns_per_neuron_step"] for r in sub]
         kern_floor = [r["impl"]["kernel"]["over_floor"]["median"] for r in sub]
         entry = {
             "T": [r["T"] for r in sub],
             "fused_ns_max_over_min": max(ns) / min(ns),
             "fused_over_floor_max_over_min": max(floor) / min(floor),
+            "op_ns_max_over_min": max(op) / min(op),
+            "op_over_floor": [r["impl"]["op"]["over_floor"]["median"] for r in sub],
             "kernel_ns_max_over_min": max(kern) / min(kern),
             "kernel_over_floor_max_over_min": max(kern_floor) / min(kern_floor),
             "fused_over_floor": floor,
@@ -300,17 +310,19 @@ def summarize(rows: list[dict]) -> dict:
 
 def print_header() -> None:
     head = (f"{'thr':>3} {'N':>7} {'T':>5} | {'fused ns/st':>11} {'/floor':>6} {'(min-max)':>11} "
-            f"{'kernel':>7} {'/floor':>6} {'fwd-only':>8} {'mul':>6} {'faults':>8} {'kfaults':>8} {'leaky/fused':>11} {'GB/s':>5}")
+            f"{'op':>6} {'/floor':>6} {'kernel':>7} {'/floor':>6} {'fwd-only':>8} {'mul':>6} {'faults':>8} {'kfaults':>8} {'leaky/fused':>11} {'GB/s':>5}")
     print(head)
     print("-" * len(head))
 
 
 def print_rows(rows: list[dict], threads: int) -> None:
     for r in rows:
-        f, k, fw, mu = r["impl"]["fused"], r["impl"]["kernel"], r["impl"]["forward"], r["impl"]["mul"]
+        f, o, k = r["impl"]["fused"], r["impl"]["op"], r["impl"]["kernel"]
+        fw, mu = r["impl"]["forward"], r["impl"]["mul"]
         lk = r["impl"].get("leaky")
         print(f"{threads:>3} {r['N']:>7} {r['T']:>5} | {f['ns_per_neuron_step']:>11.2f} {f['over_floor']['median']:>6.2f} "
-              f"{f['over_floor']['min']:>5.2f}-{f['over_floor']['max']:<5.2f} {k['ns_per_neuron_step']:>7.2f} "
+              f"{f['over_floor']['min']:>5.2f}-{f['over_floor']['max']:<5.2f} {o['ns_per_neuron_step']:>6.2f} "
+              f"{o['over_floor']['median']:>6.2f} {k['ns_per_neuron_step']:>7.2f} "
               f"{k['over_floor']['median']:>6.2f} {fw['ns_per_neuron_step']:>8.2f} {mu['ns_per_neuron_step']:>6.2f} "
               f"{f['minor_faults_per_call']:>8.0f} "
               f"{k['minor_faults_per_call']:>8.0f} {lk['median_ratio_to_fused'] if lk else float('nan'):>11.2f} "
@@ -352,7 +364,8 @@ def main() -> None:
         summary = summarize(rows)
         for n, s in summary.items():
             print(f"  {threads} thread(s), N={n}: fused ns/step max/min over T {s['fused_ns_max_over_min']:.2f} "
-                  f"(floor ratio max/min {s['fused_over_floor_max_over_min']:.2f}); kernel only "
+                  f"(floor ratio max/min {s['fused_over_floor_max_over_min']:.2f}); op without our Python "
+                  f"{s['op_ns_max_over_min']:.2f}; kernel only "
                   f"{s['kernel_ns_max_over_min']:.2f} ({s['kernel_over_floor_max_over_min']:.2f}); fused / autograd mul "
                   f"over T: {' '.join(f'{v:.1f}' for v in s['fused_over_mul'])}")
         overhead = None if args.no_overhead else call_overhead(reps=max(reps, 5), calls=200)
