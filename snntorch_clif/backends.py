@@ -197,8 +197,6 @@ def fused_unsupported_reason(
     """
     if _backend == "reference":
         return "forced"
-    device = x.device  # read once: every attribute read of a tensor costs, on every call
-    device_type = device.type
     if not isinstance(spike_grad, Surrogate):
         name = getattr(spike_grad, "__qualname__", type(spike_grad).__name__)
         reason = f"the custom surrogate {name!r} is not fused (use one of snntorch_clif.surrogate)"
@@ -208,16 +206,21 @@ def fused_unsupported_reason(
         reason = "state_quant is not fused"
     elif not ops.AVAILABLE:
         reason = f"the compiled kernels could not be loaded ({ops.LOAD_ERROR})"
-    elif not ops.has_kernel(device_type):
-        reason = f"no fused kernel was built for device type {device_type!r}"
-    elif device_type == "cpu":
-        return None
-    elif x.dtype == torch.float64:
-        reason = f"float64 is fused on the CPU only, not on {device_type!r}"
-    elif device_type == "cuda" and _cuda_device_problem(device) is not None:
-        reason = _cuda_device_problem(device)
+    elif x.is_cpu:  # a bool; device.type builds a new string on every read
+        if ops.has_kernel("cpu"):
+            return None
+        reason = "no fused kernel was built for device type 'cpu'"
     else:
-        return None
+        device = x.device
+        device_type = device.type
+        if not ops.has_kernel(device_type):
+            reason = f"no fused kernel was built for device type {device_type!r}"
+        elif x.dtype == torch.float64:
+            reason = f"float64 is fused on the CPU only, not on {device_type!r}"
+        elif device_type == "cuda" and _cuda_device_problem(device) is not None:
+            reason = _cuda_device_problem(device)
+        else:
+            return None
     _warn_once(reason)
     return reason
 

@@ -221,15 +221,18 @@ if AVAILABLE:
 
 
 
-def _op_param(p: Tensor, shape: torch.Size) -> Tensor:
+def _op_param(p: Tensor, x_seq: Tensor) -> Tensor:
     # A parameter as the op takes it, in the compute dtype: one value (any shape) or one per
     # neuron. A broadcast one is expanded to the neurons' shape: autograd's expand then sums
     # the per-neuron gradient back to the parameter's own shape (sum_to_size) in float32,
     # and rounds to a float16/bfloat16 parameter's dtype once.
-    acc = _acc_dtype(p.dtype)
-    if p.dtype != acc:
-        p = p.to(acc)
-    if p.numel() == 1 or (p.shape == shape and p.is_contiguous()):
+    dtype = p.dtype
+    if dtype is not torch.float32 and dtype is not torch.float64:
+        p = p.to(torch.float32)
+    if p.numel() == 1:
+        return p
+    shape = x_seq.shape[1:]
+    if p.shape == shape and p.is_contiguous():
         return p
     return p.expand(shape).contiguous()
 
@@ -260,13 +263,12 @@ def clif_sequence_fused(
     """
     # The op takes and returns the neurons' shape as it is: no views (snnTorch detaches kept
     # states in place, which autograd refuses on views), no reshape nodes in the graph.
-    shape = x_seq.shape[1:]
     x_seq = x_seq.contiguous()
     comp = None if comp is None else comp.contiguous()
     mem = None if mem is None else mem.contiguous()
-    beta = _op_param(beta, shape)
-    threshold = _op_param(threshold, shape)
-    gsf = _op_param(gsf, shape)
+    beta = _op_param(beta, x_seq)
+    threshold = _op_param(threshold, x_seq)
+    gsf = _op_param(gsf, x_seq)
     save = torch.is_grad_enabled() and (
         x_seq.requires_grad or beta.requires_grad or threshold.requires_grad or gsf.requires_grad
         or (comp is not None and comp.requires_grad) or (mem is not None and mem.requires_grad)

@@ -121,8 +121,8 @@ def simulated_t4(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unsupported_gpu_runs_the_reference_with_one_warning(simulated_t4: None) -> None:
-    # fused_unsupported_reason reads only the device and dtype of its input
-    x = types.SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
+    # fused_unsupported_reason reads only is_cpu, the device and the dtype of its input
+    x = types.SimpleNamespace(is_cpu=False, device=torch.device("cuda", 0), dtype=torch.float16)
     with pytest.warns(RuntimeWarning, match=r"Tesla T4 \(compute capability 7\.5\).*reference path"):
         reason = backends.fused_unsupported_reason(x, sg.ATan(), False, None)
     assert reason is not None and build.REBUILD_COMMAND in reason
@@ -140,7 +140,7 @@ def test_backends_reports_an_unsupported_gpu(simulated_t4: None) -> None:
 
 def test_supported_gpu_is_fused(simulated_t4: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=None: fake_gpu(A10, "NVIDIA A10"))
-    x = types.SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
+    x = types.SimpleNamespace(is_cpu=False, device=torch.device("cuda", 0), dtype=torch.float16)
     assert backends.fused_unsupported_reason(x, sg.ATan(), False, None) is None
     assert snntorch_clif.backends().devices["cuda"] == "fused"
 
