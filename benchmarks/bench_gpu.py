@@ -8,7 +8,7 @@ Run by ``make gpu-check`` (or by hand on a machine with a CUDA GPU)::
 
 Input ``x`` is ``[T, B, N]`` with ``requires_grad``; one repetition is forward + backward
 (``spk.backward(grad)``, ``x.grad`` cleared first), timed with CUDA events. The
-implementations run interleaved (each repetition times each once, in a rotating order) and
+implementations run interleaved (each repetition times each once, in a shuffled order) and
 ``x fused`` is the median of the per-repetition ratios. Reported per implementation:
 median ms, G neuron-steps/s, and GB/s counted against 32 bytes per neuron-step (input, spike,
 saved h and m: what a fused kernel that saves h and m must move at least), next to the
@@ -32,7 +32,7 @@ from typing import Callable, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_neuron import Timer, leaky_step_loop  # noqa: E402  (shared with the CPU benchmark)
+from bench_neuron import Timer, leaky_step_loop, repetition_order  # noqa: E402  (shared with the CPU benchmark)
 
 BYTES_PER_NEURON_STEP = 32
 DEFAULT_T = (4, 16, 64)
@@ -160,8 +160,7 @@ def bench_case(T: int, B: int, N: int, dtype: torch.dtype, reps: int, bandwidth:
     for fn in impls.values():  # warm-up: allocator, lazy init, one-time warnings
         _timed_or_none(fn)
     for r in range(reps):
-        names = list(impls)
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+        for name in repetition_order(list(impls), r):
             times[name].append(_timed_or_none(impls[name]))
     del impls
     torch.cuda.empty_cache()

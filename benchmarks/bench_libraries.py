@@ -26,7 +26,7 @@ input (one matrix product), so the rows differ in the neuron only. Neuron parame
 decay 0.5 for CLIF, snn.Leaky and SpikingJelly (tau = 2), Norse's defaults; the cost of
 the dense computation does not depend on them.
 
-Time: each repetition runs every implementation once, in a rotating order (the machine
+Time: each repetition runs every implementation once, in a shuffled order (the machine
 drifts), and the ratio column is the median over repetitions of ``time / clif_multi time``
 in the same repetition. Peak memory: each implementation runs one forward+backward in a
 fresh subprocess, which reports its peak resident set during that call (Linux ``VmHWM``,
@@ -240,14 +240,15 @@ def forward_backward(model: nn.Module, x: Tensor) -> None:
 # --- measuring --------------------------------------------------------------------------
 def interleaved_times(fns: dict[str, Callable[[], None]], reps: int,
                       clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Seconds of each function over ``reps`` rounds; each round runs all, in a rotating order."""
+    """Seconds of each function over ``reps`` rounds; each round runs all, in a shuffled order."""
+    from bench_neuron import repetition_order  # (same folder) imports snntorch_clif: only when timing
+
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(reps):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
+        for name in repetition_order(names, r):
             t0 = clock()
             fns[name]()
             times[name].append(clock() - t0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 from typing import Callable
@@ -55,6 +56,23 @@ class Timer:
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
+
+
+def repetition_order(names: list[str], repetition: int) -> list[str]:
+    """The order in which repetition ``repetition`` runs the competitors: a shuffle seeded by it.
+
+    Every competitor runs once per repetition, in an order that changes from one repetition
+    to the next. A rotation would not do: it keeps who follows whom, so the competitor after
+    a cache-flushing copy (or after a large allocation) would be the same one every time.
+
+    Example::
+
+        >>> sorted(repetition_order(["a", "b", "c"], 3))
+        ['a', 'b', 'c']
+    """
+    order = list(names)
+    random.Random(repetition).shuffle(order)
+    return order
 
 
 def copy_bandwidth(device: torch.device, timer: Timer, mib: int = 256, reps: int = 9) -> float:
@@ -151,9 +169,7 @@ def bench_case(T: int, B: int, N: int, device: torch.device, dtype: torch.dtype,
         fn()
     times: dict[str, list[float]] = {name: [] for name in competitors}
     for r in range(reps):
-        names = list(competitors)
-        names = names[r % len(names):] + names[: r % len(names)]  # rotate the order
-        for name in names:
+        for name in repetition_order(list(competitors), r):
             times[name].append(timer(competitors[name]))
     neuron_steps = T * B * N
     floor = BYTES_PER_NEURON_STEP * neuron_steps / bandwidth

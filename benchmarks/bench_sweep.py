@@ -1,7 +1,7 @@
 """Sweep of the fused CPU path over T, N and threads: cost per neuron-step, floor ratio, faults.
 
 For every thread count, neuron count N and sequence length T this times, interleaved
-(each repetition runs every competitor once, in a rotating order):
+(each repetition runs every competitor once, in an order shuffled anew for each repetition):
 
 * ``fused``: :func:`snntorch_clif.clif_sequence` forward + backward, the call a user makes;
 * ``op``: ``torch.ops.snntorch_clif.clif_forward`` called directly on ``x``, forward + backward
@@ -59,7 +59,7 @@ import snntorch_clif
 from snntorch_clif import clif_sequence, surrogate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop, make_competitors  # noqa: E402
+from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop, make_competitors, repetition_order  # noqa: E402
 
 COPY_MIB = 256
 
@@ -138,7 +138,7 @@ def make_case(T: int, N: int, leaky: bool, beta: float = 0.5) -> Case:
 
 
 def run_interleaved(case: Case, reps: int, min_sample_s: float = 0.02) -> dict[str, list[tuple[float, float]]]:
-    """Per competitor, ``reps`` samples of (seconds, faults) per call, in a rotating order.
+    """Per competitor, ``reps`` samples of (seconds, faults) per call, in a shuffled order.
 
     A sample repeats a short call until it lasts ``min_sample_s``, so that a small case is not
     timed as one cold call right after the cache-flushing copy.
@@ -150,8 +150,7 @@ def run_interleaved(case: Case, reps: int, min_sample_s: float = 0.02) -> dict[s
     out: dict[str, list[tuple[float, float]]] = {name: [] for name in case}
     names = list(case)
     for r in range(reps):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
+        for name in repetition_order(names, r):
             out[name].append(timed(case[name], calls[name]))
     return out
 

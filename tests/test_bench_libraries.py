@@ -62,7 +62,9 @@ def test_summarize_rejects_missing_reference_and_uneven_repetitions():
         bl.summarize({"clif_multi": [1.0, 2.0], "leaky": [1.0]})
 
 
-def test_interleaved_times_rotates_the_order_and_times_each_call():
+def test_interleaved_times_runs_each_once_per_repetition_in_its_order_and_times_each_call():
+    from bench_neuron import repetition_order
+
     calls: list[str] = []
     ticks = iter(range(1000))
 
@@ -71,7 +73,7 @@ def test_interleaved_times_rotates_the_order_and_times_each_call():
 
     fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
     times = bl.interleaved_times(fns, reps=3, clock=clock)
-    assert calls == list("abc" "bca" "cab")
+    assert calls == [name for r in range(3) for name in repetition_order(list("abc"), r)]
     assert times == {"a": [1.0, 1.0, 1.0], "b": [1.0, 1.0, 1.0], "c": [1.0, 1.0, 1.0]}
     with pytest.raises(ValueError, match="reps must be >= 1"):
         bl.interleaved_times(fns, reps=0)
@@ -178,3 +180,17 @@ def test_plot_draws_one_bar_per_implementation_and_size(tmp_path):
     assert [t.get_text() for t in ax_time.get_xticklabels()] == ["n = 512", "n = 2048"]
     empty = clif_libraries.plot_results([])
     assert "no benchmarks/results/libraries_" in empty.axes[0].texts[0].get_text()
+
+
+def test_repetition_order_shuffles_who_follows_whom():
+    # A rotation keeps the competitor after a cache-flushing copy the same in every
+    # repetition (bench_sweep's fused call followed its copy in every one): the shuffle must not.
+    from bench_neuron import repetition_order
+
+    names = ["fused", "op", "kernel", "forward", "mul", "copy"]
+    orders = [repetition_order(names, r) for r in range(7)]
+    assert all(sorted(order) == sorted(names) for order in orders)
+    assert orders == [repetition_order(names, r) for r in range(7)]  # seeded: reproducible
+    after_copy = {order[(order.index("copy") + 1) % len(order)] for order in orders}
+    assert len(after_copy) >= 3
+    assert len({tuple(order) for order in orders}) == len(orders)
