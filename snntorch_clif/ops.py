@@ -226,9 +226,9 @@ def _op_param(p: Tensor, x_seq: Tensor) -> Tensor:
     # neuron. A broadcast one is expanded to the neurons' shape: autograd's expand then sums
     # the per-neuron gradient back to the parameter's own shape (sum_to_size) in float32,
     # and rounds to a float16/bfloat16 parameter's dtype once.
-    dtype = p.dtype
-    if dtype is not torch.float32 and dtype is not torch.float64:
-        p = p.to(torch.float32)
+    acc = _acc_dtype(p.dtype)
+    if p.dtype != acc:
+        p = p.to(acc)
     if p.numel() == 1:
         return p
     shape = x_seq.shape[1:]
