@@ -96,3 +96,42 @@ def test_float_parameters_are_made_once_per_value_dtype_and_device() -> None:
             assert first.dtype == dtype and _constant(value, dtype, torch.device("cpu")) is first
             assert torch.equal(torch.signbit(first), torch.tensor(str(value).startswith("-")))
     assert _constant(0.25, torch.float32, torch.device("cpu")) is not _constant(0.25, torch.float64, torch.device("cpu"))
+
+
+def test_prepared_float_arguments_are_checked_and_keyed_by_every_argument() -> None:
+    # Float parameters are prepared once per call signature (functional._PREPARED): a cached
+    # call must still check what differs, and give what an uncached call gives.
+    import snntorch.surrogate
+
+    from snntorch_clif.surrogate import ATan
+
+    x = (2 * torch.rand(6, 5)).requires_grad_()
+    clif_sequence(x, beta=0.6, threshold=0.8)
+    for bad in ("subtracted", ["subtract"]):
+        with pytest.raises(ValueError, match="reset_mechanism"):
+            clif_sequence(x, beta=0.6, threshold=0.8, reset_mechanism=bad)  # type: ignore[arg-type]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="beta must lie in"):
+            clif_sequence(x, beta=1.5)
+    # every surrogate gets its own gradient, int and float thresholds the same result
+    cases = [(Rectangle(1.0), 1), (ATan(2.0), 1.0), (snntorch.surrogate.atan(alpha=2.0), 1), (None, 1.0)]
+    z = torch.zeros(5)
+    for spike_grad, threshold in cases + cases:
+        out = clif_sequence(x, beta=0.6, threshold=threshold, spike_grad=spike_grad, reset_mechanism="zero")
+        ref = clif_sequence_reference(x, z, z, 0.6, float(threshold), spike_grad or Rectangle(1.0), "zero")
+        torch.testing.assert_close(out.spk, ref[0], rtol=0, atol=0)
+        torch.testing.assert_close(out.mem, ref[2])
+        (grad,) = torch.autograd.grad(out.mem.sum(), x)
+        (ref_grad,) = torch.autograd.grad(ref[2].sum(), x)
+        torch.testing.assert_close(grad, ref_grad)
+    # float64 input: parameters in float64, not the float32 ones cached for the same values
+    assert clif_sequence(x.detach().double(), beta=0.6, threshold=0.8).mem.dtype == torch.float64
+
+
+def test_prepared_arguments_cache_is_bounded() -> None:
+    from snntorch_clif import functional
+
+    x = torch.rand(2, 3)
+    for i in range(1100):
+        clif_sequence(x, threshold=1.0 + i / 4096)
+    assert 0 < len(functional._PREPARED) <= 1024
