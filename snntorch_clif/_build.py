@@ -189,8 +189,8 @@ def env_switch(name: str, environ: Optional[dict] = None) -> str:
 
 
 def source_files(with_cuda: bool, csrc: Path = CSRC) -> list[str]:
-    """The kernel sources: the schemas, the autograd and the CPU kernel, + the CUDA kernel."""
-    sources = [csrc / "register.cpp", csrc / "autograd.cpp", csrc / "cpu" / "clif_cpu.cpp"]
+    """The kernel sources: the schemas, the autograd, the Python entry and the CPU kernel, + the CUDA kernel."""
+    sources = [csrc / "register.cpp", csrc / "autograd.cpp", csrc / "python_call.cpp", csrc / "cpu" / "clif_cpu.cpp"]
     if with_cuda:
         sources.append(csrc / "cuda" / "clif_cuda.cu")
     return [str(s) for s in sources]

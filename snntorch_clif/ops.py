@@ -29,7 +29,10 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 
 Most code should call :func:`clif_sequence_fused` / :func:`clif_step_fused` (any neuron
 shape) or, better, :mod:`snntorch_clif.functional`, which picks this path when it
-applies. The import never fails: without the compiled library :data:`AVAILABLE` is
+applies. They call ``clif_forward`` through the library's own Python entry
+(``csrc/python_call.cpp``: the same dispatcher call, without ``torch.ops``' generic
+argument conversion, ~20,000 instructions a call), and through ``torch.ops`` under
+``torch.compile``, a ``__torch_function__`` mode or a tensor subclass. The import never fails: without the compiled library :data:`AVAILABLE` is
 ``False`` and :data:`LOAD_ERROR` says why, naming the torch the library was built for, the
 one running, and the command that rebuilds it (``python -m snntorch_clif.build``, see
 :mod:`snntorch_clif.build`). A library that command built for the running torch and the
@@ -167,6 +170,10 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+#: The dtypes the kernels compute in (the values of _acc_dtype).
+_COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+
 def _registered_kernels() -> dict[str, bool]:
     if not AVAILABLE:
         return {}
@@ -176,6 +183,11 @@ def _registered_kernels() -> dict[str, bool]:
 
 # Looked up once: torch.compile traces has_kernel() as a plain dict lookup.
 _KERNELS = _registered_kernels()
+
+# The library's direct entry to clif_forward (csrc/python_call.cpp): the op through the same
+# dispatcher call as torch.ops, without its generic argument conversion (~4 us a call in
+# situ). None for a library built before it existed. torch.compile traces torch.ops instead.
+_forward_entry = getattr(_C, "forward", None)
 
 
 def has_kernel(device_type: str) -> bool:
@@ -226,10 +238,9 @@ def _op_param(p: Tensor, x_seq: Tensor) -> Tensor:
     # neuron. A broadcast one is expanded to the neurons' shape: autograd's expand then sums
     # the per-neuron gradient back to the parameter's own shape (sum_to_size) in float32,
     # and rounds to a float16/bfloat16 parameter's dtype once.
-    acc = _acc_dtype(p.dtype)
-    if p.dtype != acc:
-        p = p.to(acc)
-    if p.numel() == 1:
+    if p.dtype not in _COMPUTE_DTYPES:
+        p = p.to(_acc_dtype(p.dtype))
+    if p.ndim == 0 or p.numel() == 1:  # ndim: an attribute, cheaper than a method call
         return p
     shape = x_seq.shape[1:]
     if p.shape == shape and p.is_contiguous():
@@ -273,11 +284,14 @@ def clif_sequence_fused(
         x_seq.requires_grad or beta.requires_grad or threshold.requires_grad or gsf.requires_grad
         or (comp is not None and comp.requires_grad) or (mem is not None and mem.requires_grad)
     )
-    spk, comp_out, mem_out, _ = torch.ops.snntorch_clif.clif_forward(
-        x_seq, comp, mem, beta, threshold, gsf, RESET_IDS[reset_mechanism], spike_grad.kind,
-        spike_grad.param, return_sequences, save,
-    )
-    return spk, comp_out, mem_out
+    args = (x_seq, comp, mem, beta, threshold, gsf, RESET_IDS[reset_mechanism], spike_grad.kind, spike_grad.param,
+            return_sequences, save)
+    out = NotImplemented
+    if _forward_entry is not None and not torch.compiler.is_compiling():
+        out = _forward_entry(*args)  # NotImplemented where torch.ops must handle the call
+    if out is NotImplemented:
+        out = torch.ops.snntorch_clif.clif_forward(*args)
+    return out[0], out[1], out[2]
 
 
 def clif_step_fused(

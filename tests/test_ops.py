@@ -554,6 +554,80 @@ def test_backward_computes_parameter_gradients_only_when_asked() -> None:
     assert torch.equal(dx_only, dx) and dbeta.abs().sum() > 0
 
 
+# --- the library's direct entry to clif_forward (csrc/python_call.cpp) --------------------------
+@pytest.mark.skipif(ops._forward_entry is None, reason="a library without the direct entry")
+@pytest.mark.parametrize(("per_neuron", "seqs", "states"), [(False, False, False), (True, True, True)])
+def test_direct_entry_gives_the_bits_and_gradients_of_torch_ops(per_neuron: bool, seqs: bool, states: bool) -> None:
+    x, comp, mem, beta, thr, gsf = _op_args(19, (3, 4), torch.float32, True, per_neuron)
+    comp0, mem0 = (comp, mem) if states else (None, None)
+    args = (x, comp0, mem0, beta, thr, gsf, 0, sg.ATan(2.0).kind, 2.0, seqs, True)
+    direct, via_torch_ops = ops._forward_entry(*args), torch.ops.snntorch_clif.clif_forward(*args)
+    assert isinstance(direct, tuple) and len(direct) == 4
+    inputs = [t for t in (x, comp0, mem0, beta, thr, gsf) if t is not None]
+    grads = [torch.randn_like(t) for t in direct[:3]]
+    for a, b in zip(direct, via_torch_ops):
+        assert torch.equal(a, b)
+    assert type(direct[0].grad_fn) is type(via_torch_ops[0].grad_fn)
+    for a, b in zip(torch.autograd.grad(direct[:3], inputs, grads), torch.autograd.grad(via_torch_ops[:3], inputs, grads)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(ops._forward_entry is None, reason="a library without the direct entry")
+def test_direct_entry_leaves_python_overrides_and_other_types_to_torch_ops() -> None:
+    from torch.overrides import TorchFunctionMode
+
+    x, comp, mem, beta, thr, gsf = _op_args(5, 6, torch.float32, False, False)
+    args = [x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, False]
+
+    class Sub(torch.Tensor):
+        pass
+
+    for at, value in [(0, x.as_subclass(Sub)), (8, 2), (9, 1), (6, True)]:  # a subclass, an int, bools
+        assert ops._forward_entry(*args[:at], value, *args[at + 1:]) is NotImplemented
+    with pytest.raises(TypeError, match="11 positional arguments"):
+        ops._forward_entry(*args[:5])
+
+    class Seen(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.funcs: list[object] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Seen() as seen:
+        assert ops._forward_entry(*args) is NotImplemented
+        spk = ops.clif_sequence_fused(x, comp, mem, beta, thr, gsf, sg.Rectangle(1.0), "subtract", False)[0]
+    assert torch.ops.snntorch_clif.clif_forward in seen.funcs  # the mode saw the op, through torch.ops
+    assert torch.equal(spk, torch.ops.snntorch_clif.clif_forward(*args)[0])
+
+
+@pytest.mark.skipif(ops._forward_entry is None, reason="a library without the direct entry")
+def test_direct_entry_is_seen_by_dispatch_modes_and_the_profiler() -> None:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from snntorch_clif import clif_sequence
+
+    class Seen(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.funcs: list[object] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 8, requires_grad=True)
+    with Seen() as seen:
+        clif_sequence(x, beta=0.5).spk.sum().backward()
+    assert torch.ops.snntorch_clif.clif_forward.default in seen.funcs
+    assert torch.ops.snntorch_clif.clif_backward.default in seen.funcs
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        clif_sequence(x, beta=0.5)
+    assert "snntorch_clif::clif_forward" in {event.key for event in prof.key_averages()}
+
+
 def test_forward_mode_ad_is_refused_by_name() -> None:
     # A dual tensor's tangent must not vanish silently in the fused op.
     import torch.autograd.forward_ad as fwAD

@@ -6,7 +6,8 @@
 // string-keyed map of saved data), about a tenth of a small layer's forward + backward.
 // The backward is the op clif_backward (cpu/clif_cpu.cpp, cuda/clif_cuda.cu), whose per-neuron
 // parameter partial sums are reduced here to the parameters' own shapes.
-#include <ATen/core/dispatch/Dispatcher.h>
+#include "op_handles.h"
+
 #include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/function.h>
@@ -21,20 +22,6 @@
 #include <type_traits>
 
 namespace snntorch_clif {
-namespace {
-
-using at::Tensor;
-using torch::autograd::Node;
-using torch::autograd::SavedVariable;
-using torch::autograd::variable_list;
-
-using ForwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor>(const Tensor&, const std::optional<Tensor>&,
-                                                             const std::optional<Tensor>&, const Tensor&,
-                                                             const Tensor&, const Tensor&, int64_t, int64_t, double,
-                                                             bool, bool);
-using BackwardOp = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const std::optional<Tensor>&, const std::optional<Tensor>&, const Tensor&,
-    const std::optional<Tensor>&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, double, bool);
 
 const c10::TypedOperatorHandle<ForwardOp>& forward_op() {
   static const auto op =
@@ -47,6 +34,13 @@ const c10::TypedOperatorHandle<BackwardOp>& backward_op() {
       c10::Dispatcher::singleton().findSchemaOrThrow("snntorch_clif::clif_backward", "").typed<BackwardOp>();
   return op;
 }
+
+namespace {
+
+using at::Tensor;
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
+using torch::autograd::variable_list;
 
 std::optional<Tensor> contiguous_or_none(const Tensor& t) {
   return t.defined() ? std::optional<Tensor>(t.contiguous()) : std::nullopt;

@@ -1,5 +1,5 @@
 // The ops (their schemas: schemas.h), and the Python module `snntorch_clif._C` whose import
-// loads this library. Kernels: cpu/clif_cpu.cpp (CPU) and cuda/clif_cuda.cu (CUDA);
+// loads this library (with a direct entry to clif_forward: python_call.cpp). Kernels: cpu/clif_cpu.cpp (CPU) and cuda/clif_cuda.cu (CUDA);
 // fake (meta) kernels and autograd: snntorch_clif/ops.py.
 #include "schemas.h"
 
@@ -18,6 +18,7 @@
 
 namespace snntorch_clif {
 const char* cpu_isa_name();  // cpu/clif_cpu.cpp: the SIMD variant picked for this machine
+PyObject* forward_from_python(PyObject*, PyObject* const*, Py_ssize_t);  // python_call.cpp
 }
 
 TORCH_LIBRARY(snntorch_clif, m) {
@@ -31,6 +32,10 @@ static PyObject* cpu_isa(PyObject*, PyObject*) {
 
 static PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "The SIMD instruction set the CPU kernel uses on this machine."},
+    {"forward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(snntorch_clif::forward_from_python)),
+     METH_FASTCALL,
+     "torch.ops.snntorch_clif.clif_forward's arguments, positional; NotImplemented for what torch.ops must "
+     "handle (python_call.cpp)."},
     {nullptr, nullptr, 0, nullptr}};
 
 static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
