@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from snntorch_clif import CLIF, ops
 from snntorch_clif import surrogate as sg
@@ -530,27 +531,28 @@ def test_forward_without_anything_to_differentiate_skips_autograd_with_the_same_
             assert torch.equal(a, b.detach())
 
 
+class _OpCalls(TorchDispatchMode):
+    """Records ``(op, args)`` of every op call that reaches the dispatcher's Python mode key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, tuple]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.calls.append((func, args))
+        return func(*args, **(kwargs or {}))
+
+
 def test_backward_computes_parameter_gradients_only_when_asked() -> None:
     # The node asks the kernel for parameter gradients only when one of them is wanted.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Record(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.param_grads: list[bool] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func is torch.ops.snntorch_clif.clif_backward.default:
-                self.param_grads.append(args[-1])
-            return func(*args, **(kwargs or {}))
-
     x, comp, mem, beta, thr, gsf = _op_args(6, 5, torch.float32, True, True)
     spk = torch.ops.snntorch_clif.clif_forward(x, comp, mem, beta, thr, gsf, 0, 1, 2.0, False, True)[0]
     grad = torch.randn_like(spk)
-    with Record() as record:
+    with _OpCalls() as record:
         (dx_only,) = torch.autograd.grad(spk, x, grad, retain_graph=True)
         dx, dbeta = torch.autograd.grad(spk, (x, beta), grad)
-    assert record.param_grads == [False, True]
+    param_grads = [args[-1] for func, args in record.calls if func is torch.ops.snntorch_clif.clif_backward.default]
+    assert param_grads == [False, True]
     assert torch.equal(dx_only, dx) and dbeta.abs().sum() > 0
 
 
@@ -605,24 +607,14 @@ def test_direct_entry_leaves_python_overrides_and_other_types_to_torch_ops() -> 
 
 @pytest.mark.skipif(ops._forward_entry is None, reason="a library without the direct entry")
 def test_direct_entry_is_seen_by_dispatch_modes_and_the_profiler() -> None:
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from snntorch_clif import clif_sequence
 
-    class Seen(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.funcs: list[object] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.funcs.append(func)
-            return func(*args, **(kwargs or {}))
-
     x = torch.randn(4, 8, requires_grad=True)
-    with Seen() as seen:
+    with _OpCalls() as seen:
         clif_sequence(x, beta=0.5).spk.sum().backward()
-    assert torch.ops.snntorch_clif.clif_forward.default in seen.funcs
-    assert torch.ops.snntorch_clif.clif_backward.default in seen.funcs
+    funcs = [func for func, _ in seen.calls]
+    assert torch.ops.snntorch_clif.clif_forward.default in funcs
+    assert torch.ops.snntorch_clif.clif_backward.default in funcs
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         clif_sequence(x, beta=0.5)
     assert "snntorch_clif::clif_forward" in {event.key for event in prof.key_averages()}
