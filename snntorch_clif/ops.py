@@ -32,11 +32,12 @@ shape) or, better, :mod:`snntorch_clif.functional`, which picks this path when i
 applies. They call ``clif_forward`` through the library's own Python entry
 (``csrc/python_call.cpp``: the same dispatcher call, without ``torch.ops``' generic
 argument conversion, ~20,000 instructions a call), and through ``torch.ops`` under
-``torch.compile``, a ``__torch_function__`` mode or a tensor subclass. The import never fails: without the compiled library :data:`AVAILABLE` is
-``False`` and :data:`LOAD_ERROR` says why, naming the torch the library was built for, the
-one running, and the command that rebuilds it (``python -m snntorch_clif.build``, see
-:mod:`snntorch_clif.build`). A library that command built for the running torch and the
-package's kernel sources is loaded in preference to the installed one.
+``torch.compile``, a ``__torch_function__`` mode or a tensor subclass. The import never
+fails: without the compiled library :data:`AVAILABLE` is ``False`` and :data:`LOAD_ERROR`
+says why, naming the torch the library was built for, the one running, and the command
+that rebuilds it (``python -m snntorch_clif.build``, see :mod:`snntorch_clif.build`). A
+library that command built for the running torch and the package's kernel sources is
+loaded in preference to the installed one.
 
 Example::
 

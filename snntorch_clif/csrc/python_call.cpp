@@ -54,17 +54,17 @@ PyObject* forward_from_python(PyObject*, PyObject* const* args, Py_ssize_t nargs
                             reset, surrogate, PyFloat_AS_DOUBLE(args[8]), args[9] == Py_True, args[10] == Py_True);
   }
   auto& [spk, comp, mem, saved] = out;
-  PyObject* items[4] = {THPVariable_Wrap(std::move(spk)), THPVariable_Wrap(std::move(comp)),
-                        THPVariable_Wrap(std::move(mem)), THPVariable_Wrap(std::move(saved))};
-  PyObject* result = PyTuple_New(4);
-  for (int i = 0; i < 4; ++i) {
-    if (items[i] == nullptr || result == nullptr) {
-      for (PyObject* item : items) Py_XDECREF(item);
-      Py_XDECREF(result);
+  PyObject* result = PyTuple_New(4);  // its items start as NULL, so a partial tuple frees cleanly
+  if (result == nullptr) return nullptr;
+  Py_ssize_t i = 0;
+  for (at::Tensor* t : {&spk, &comp, &mem, &saved}) {
+    PyObject* item = THPVariable_Wrap(std::move(*t));
+    if (item == nullptr) {
+      Py_DECREF(result);
       return nullptr;
     }
+    PyTuple_SET_ITEM(result, i++, item);
   }
-  for (int i = 0; i < 4; ++i) PyTuple_SET_ITEM(result, i, items[i]);
   return result;
   END_HANDLE_TH_ERRORS
 }

@@ -1,6 +1,7 @@
 // The ops (their schemas: schemas.h), and the Python module `snntorch_clif._C` whose import
-// loads this library (with a direct entry to clif_forward: python_call.cpp). Kernels: cpu/clif_cpu.cpp (CPU) and cuda/clif_cuda.cu (CUDA);
-// fake (meta) kernels and autograd: snntorch_clif/ops.py.
+// loads this library (with a direct entry to clif_forward: python_call.cpp). Kernels:
+// cpu/clif_cpu.cpp (CPU) and cuda/clif_cuda.cu (CUDA); fake (meta) kernels: snntorch_clif/ops.py;
+// autograd: autograd.cpp.
 #include "schemas.h"
 
 #include <Python.h>
