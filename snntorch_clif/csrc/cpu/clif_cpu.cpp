@@ -243,7 +243,9 @@ struct BwdRow {
   NextRows<S> next;
 };
 
-template <typename S, int RESET, int KIND>
+// PARAMS false: no parameter wants a gradient, so the per-neuron partial sums are neither
+// read, computed nor written (r.pbeta/ptheta/pgsf unused); dx and the carries keep their bits.
+template <typename S, int RESET, int KIND, bool PARAMS>
 CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
   constexpr int64_t kChunk = 256;
   const SurrogateConsts<S> sc = r.sc;
@@ -264,12 +266,13 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
     const S* CLIF_RESTRICT theta = r.theta + c0;
     const S* CLIF_RESTRICT gsf = r.gsf + c0;
     S* CLIF_RESTRICT dx = r.dx + c0;
-    S* CLIF_RESTRICT pbeta = r.pbeta + c0;
-    S* CLIF_RESTRICT ptheta = r.ptheta + c0;
-    S* CLIF_RESTRICT pgsf = r.pgsf + c0;
+    S* CLIF_RESTRICT pbeta = PARAMS ? r.pbeta + c0 : nullptr;
+    S* CLIF_RESTRICT ptheta = PARAMS ? r.ptheta + c0 : nullptr;
+    S* CLIF_RESTRICT pgsf = PARAMS ? r.pgsf + c0 : nullptr;
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) {
-      ParamGrads<S> pg{pbeta[i], ptheta[i], pgsf[i]};
+      ParamGrads<S> pg{S(0), S(0), S(0)};
+      if constexpr (PARAMS) pg = ParamGrads<S>{pbeta[i], ptheta[i], pgsf[i]};
       S gu = GU[i], gm = GM[i];
       // clif_backward_step with its gate a_t taken from the recomputation (same bits)
       const S g = clif_surrogate<S, KIND>(h[i] - theta[i], sc);
@@ -277,9 +280,11 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
                                            dspk[i], du[i], dm[i], gu, gm, pg);
       GU[i] = gu;
       GM[i] = gm;
-      pbeta[i] = pg.beta;
-      ptheta[i] = pg.theta;
-      pgsf[i] = pg.gsf;
+      if constexpr (PARAMS) {
+        pbeta[i] = pg.beta;
+        ptheta[i] = pg.theta;
+        pgsf[i] = pg.gsf;
+      }
     }
   }
 }
@@ -290,7 +295,7 @@ struct RowKernels {
   void (*forward[3])(const FwdRow<S>&);
   void (*recompute)(const RecomputeRow<S>&);
   void (*prev[3])(const PrevRow<S>&);
-  void (*backward[3][NUM_SURROGATES])(const BwdRow<S>&);
+  void (*backward[2][3][NUM_SURROGATES])(const BwdRow<S>&);  // [parameter gradients][reset][surrogate]
 };
 
 #define CLIF_DEFINE_VARIANT(NS, ATTR)                                              \
@@ -301,20 +306,21 @@ struct RowKernels {
   ATTR void recompute_row(const RecomputeRow<S>& r) { recompute_row_impl<S>(r); }  \
   template <typename S, int R>                                                     \
   ATTR void prev_row(const PrevRow<S>& r) { prev_row_impl<S, R>(r); }              \
-  template <typename S, int R, int K>                                              \
-  ATTR void backward_row(const BwdRow<S>& r) { backward_row_impl<S, R, K>(r); }    \
+  template <typename S, int R, int K, bool P>                                      \
+  ATTR void backward_row(const BwdRow<S>& r) { backward_row_impl<S, R, K, P>(r); } \
   }
 
-#define CLIF_KINDS(NS, S, R)                                                                          \
-  {&NS::backward_row<S, R, 0>, &NS::backward_row<S, R, 1>, &NS::backward_row<S, R, 2>,              \
-   &NS::backward_row<S, R, 3>, &NS::backward_row<S, R, 4>, &NS::backward_row<S, R, 5>,              \
-   &NS::backward_row<S, R, 6>}
+#define CLIF_KINDS(NS, S, R, P)                                                                       \
+  {&NS::backward_row<S, R, 0, P>, &NS::backward_row<S, R, 1, P>, &NS::backward_row<S, R, 2, P>,     \
+   &NS::backward_row<S, R, 3, P>, &NS::backward_row<S, R, 4, P>, &NS::backward_row<S, R, 5, P>,     \
+   &NS::backward_row<S, R, 6, P>}
+#define CLIF_RESETS(NS, S, P) {CLIF_KINDS(NS, S, 0, P), CLIF_KINDS(NS, S, 1, P), CLIF_KINDS(NS, S, 2, P)}
 
 #define CLIF_TABLE(NS, S)                                                                      \
   RowKernels<S> {                                                                              \
     {&NS::forward_row<S, 0>, &NS::forward_row<S, 1>, &NS::forward_row<S, 2>},                \
         &NS::recompute_row<S>, {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>}, {                   \
-      CLIF_KINDS(NS, S, 0), CLIF_KINDS(NS, S, 1), CLIF_KINDS(NS, S, 2)                         \
+      CLIF_RESETS(NS, S, false), CLIF_RESETS(NS, S, true)                                      \
     }                                                                                          \
   }
 
@@ -537,9 +543,11 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
     load_param(j.beta, j.beta_pn, n0, beta, len);
     load_param(j.theta, j.theta_pn, n0, theta, len);
     load_param(j.gsf, j.gsf_pn, n0, gsf, len);
-    std::fill(pb, pb + len, S(0));
-    std::fill(pt, pt + len, S(0));
-    std::fill(pg, pg + len, S(0));
+    if (j.dbeta) {
+      std::fill(pb, pb + len, S(0));
+      std::fill(pt, pt + len, S(0));
+      std::fill(pg, pg + len, S(0));
+    }
     if (j.gmem && !j.gmem_seq) load(j.gmem + n0, GU, len); else std::fill(GU, GU + len, S(0));
     if (j.gcomp && !j.gcomp_seq) load(j.gcomp + n0, GM, len); else std::fill(GM, GM + len, S(0));
     const int64_t chunks = (T + kSaveChunk - 1) / kSaveChunk;
@@ -612,7 +620,7 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
           row.dm = j.gcomp_seq ? dmbuf : zero;
           row.dx = dxbuf;
         }
-        k.backward[j.reset][j.kind](row);
+        k.backward[j.dbeta != nullptr][j.reset][j.kind](row);
         if constexpr (!kSame) store(dxbuf, j.dx + off, len);
         std::swap(bcur, bnext);
       }
