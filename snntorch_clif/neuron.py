@@ -25,6 +25,7 @@ __all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
 
 STEP_MODES = ("single", "multi")
 _RESET_NAMES = list(snn.SpikingNeuron.reset_dict)  # index = reset_mechanism_val
+_VALUE_NAMES = ("beta", "threshold", "graded_spikes_factor")  # parameters or buffers
 
 
 def _forget_proxy(proxy: Any) -> None:
@@ -292,8 +293,24 @@ class CLIF(snn.Leaky):
         self._reset_mechanism = _RESET_NAMES[int(self.reset_mechanism_val)]
 
     def _keep(self, comp: Tensor, mem: Tensor) -> None:
-        self._kept.comp, self._kept.mem = _not_a_view(comp), _not_a_view(mem)
-        self._kept.mem_had_graph = self._kept.mem.requires_grad
+        # comp and mem are not views (the caller applied _not_a_view once)
+        self._kept.comp, self._kept.mem = comp, mem
+        self._kept.mem_had_graph = mem.requires_grad
+
+    def _values(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``beta``, ``threshold``, ``graded_spikes_factor``, read from the module's dicts.
+
+        ``self.beta`` first misses the instance and every class of the MRO, and Python builds
+        an AttributeError before ``nn.Module.__getattr__`` finds the value: ~8,000
+        instructions (~1 us) for each read. A DataParallel replica keeps learnable values
+        as plain attributes: ``getattr`` finds those.
+        """
+        params, buffers = self._parameters, self._buffers
+        beta, threshold, graded_spikes_factor = [
+            params[name] if name in params else buffers[name] if name in buffers else getattr(self, name)
+            for name in _VALUE_NAMES
+        ]
+        return beta, threshold, graded_spikes_factor
 
     def _follow_mem_detach(self) -> None:
         # snnTorch detaches the kept `mem` in place (Leaky.detach_hidden, called by
@@ -377,19 +394,8 @@ class CLIF(snn.Leaky):
         self, input_: Tensor, comp: Optional[Tensor] = None, mem: Optional[Tensor] = None
     ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """Advance one step (``step_mode="single"``) or a ``[T, ...]`` sequence (``"multi"``)."""
-        if self.init_hidden and (comp is not None or mem is not None):
-            raise TypeError("`comp` and `mem` should not be passed as arguments while `init_hidden=True`")
-        for state, name in ((comp, "comp"), (mem, "mem")):
-            if isinstance(state, (tuple, list)):
-                raise TypeError(
-                    f"{name} got a {type(state).__name__}, not a tensor: reset_mem()/init_leaky() "
-                    f"return both states (comp, mem). {_LEAKY_IDIOM}"
-                )
-        if (comp is None) != (mem is None):
-            raise TypeError(
-                "CLIF takes both hidden states or neither; got only "
-                f"{'comp' if mem is None else 'mem'} (snn.Leaky's `spk, mem = lif(x, mem)`?). {_LEAKY_IDIOM}"
-            )
+        if comp is not None or mem is not None:
+            self._check_explicit_states(comp, mem)
         multi = self.step_mode == "multi"
         check_input(input_, "input_", sequence=multi)
         shape = input_.shape[1:] if multi else input_.shape
@@ -402,17 +408,19 @@ class CLIF(snn.Leaky):
             fresh = mem.numel() == 0 if isinstance(mem, Tensor) else False
             comp = self._explicit_state(comp, "comp", shape)
             mem = self._explicit_state(mem, "mem", shape)
-        beta = self.beta.clamp(0, 1) if self.beta.requires_grad else self.beta
+        beta, threshold, graded_spikes_factor = self._values()
+        if beta.requires_grad:
+            beta = beta.clamp(0, 1)
         if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
             return self._forward_reset_delay(input_, comp, mem, fresh, beta, multi)
-        common = self._step_arguments(beta)
+        common = self._step_arguments(beta, threshold, graded_spikes_factor)
         if multi:
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
             )
             comp, mem = _not_a_view(comp), _not_a_view(mem)
             if self.state_sequences and input_.shape[0] > 0:
-                self._keep(comp[-1], mem[-1])
+                self._keep(_not_a_view(comp[-1]), _not_a_view(mem[-1]))
             elif not self.state_sequences:
                 self._keep(comp, mem)
         else:
@@ -421,18 +429,33 @@ class CLIF(snn.Leaky):
             self._keep(comp, mem)
         return self._returned(spk, comp, mem)
 
+    def _check_explicit_states(self, comp: object, mem: object) -> None:
+        if self.init_hidden:
+            raise TypeError("`comp` and `mem` should not be passed as arguments while `init_hidden=True`")
+        for state, name in ((comp, "comp"), (mem, "mem")):
+            if isinstance(state, (tuple, list)):
+                raise TypeError(
+                    f"{name} got a {type(state).__name__}, not a tensor: reset_mem()/init_leaky() "
+                    f"return both states (comp, mem). {_LEAKY_IDIOM}"
+                )
+        if (comp is None) != (mem is None):
+            raise TypeError(
+                "CLIF takes both hidden states or neither; got only "
+                f"{'comp' if mem is None else 'mem'} (snn.Leaky's `spk, mem = lif(x, mem)`?). {_LEAKY_IDIOM}"
+            )
+
     def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         if self.init_hidden and not self.output:
             return spk
         return spk, comp, mem
 
-    def _step_arguments(self, beta: Tensor) -> dict[str, Any]:
+    def _step_arguments(self, beta: Tensor, threshold: Tensor, graded_spikes_factor: Tensor) -> dict[str, Any]:
         return dict(
             beta=beta,
-            threshold=self.threshold,
+            threshold=threshold,
             spike_grad=self.spike_grad,
             reset_mechanism=self._reset_mechanism,
-            graded_spikes_factor=self.graded_spikes_factor,
+            graded_spikes_factor=graded_spikes_factor,
             inhibition=self.inhibition,
             state_quant=self.state_quant or None,
         )
@@ -479,7 +502,8 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         comp = check_state(comp, "comp", input_, shape)  # the step's own checks, before use here
         mem = check_state(mem, "mem", input_, shape)
-        common = self._step_arguments(beta)
+        _, threshold, graded_spikes_factor = self._values()
+        common = self._step_arguments(beta, threshold, graded_spikes_factor)
         h = mem
         spikes, comps, hs = [], [], []
         for x_t in input_.unbind(0) if multi else (input_,):
@@ -491,7 +515,7 @@ class CLIF(snn.Leaky):
             if self.state_sequences:
                 comps.append(comp)
                 hs.append(h)
-        self._keep(comp, h)
+        self._keep(_not_a_view(comp), _not_a_view(h))
         if not multi:
             return self._returned(spikes[0], self._kept.comp, self._kept.mem)
         spk_seq = torch.stack(spikes) if spikes else input_.new_zeros(input_.shape)

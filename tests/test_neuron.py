@@ -288,6 +288,20 @@ def test_copies_and_data_parallel_replicas_keep_states_of_their_own() -> None:
         assert torch.equal(clif.mem, mem_before), type(twin)
 
 
+def test_learnable_values_held_as_plain_attributes_are_the_ones_used() -> None:
+    """nn.DataParallel's replicate() gives each replica its learnable values as plain
+    tensors (no longer Parameters, so kept in __dict__): the replica must step with those."""
+    clif = CLIF(beta=0.5, threshold=1.0, learn_beta=True, learn_threshold=True)
+    replica = clif._replicate_for_data_parallel()
+    assert not replica._parameters
+    replica.beta = clif.beta * 0.5  # what replicate() does with the broadcast copies
+    replica.threshold = clif.threshold * 2.0
+    x = torch.tensor([[1.5, 2.5, 0.5], [3.0, 1.0, 2.2]])
+    expected = CLIF(beta=0.25, threshold=2.0)
+    for step in range(2):
+        assert torch.equal(replica(x)[0], expected(x)[0]), step
+
+
 def test_whole_module_pickled_with_the_old_state_attributes_loads() -> None:
     clif = CLIF(init_hidden=True)
     state = clif.__getstate__()
