@@ -308,6 +308,11 @@ def test_opcheck_forward(dtype: torch.dtype, seqs: bool) -> None:
         )
     x, _, _, *params = _op_args(6, 10, dtype, True, True)  # no initial states: zeros
     torch.library.opcheck(torch.ops.snntorch_clif.clif_forward.default, (x, None, None, *params, 0, 1, 2.0, seqs, True))
+    x, comp, mem, *params = _op_args(1, (2, 5), dtype, True, True)  # the step form: x without a time dim
+    x = x.detach()[0].requires_grad_()
+    torch.library.opcheck(
+        torch.ops.snntorch_clif.clif_forward.default, (x, comp, mem, *params, 0, 1, 2.0, seqs, True, True)
+    )
 
 
 @pytest.mark.parametrize("neurons", [(2, 5), (), (3, 0)])
@@ -556,6 +561,51 @@ def test_backward_computes_parameter_gradients_only_when_asked() -> None:
     assert torch.equal(dx_only, dx) and dbeta.abs().sum() > 0
 
 
+# --- the op's step form (step=True: x without a time dim) -----------------------------------------
+@pytest.mark.parametrize("neurons", [(), (5,), (3, 4)])
+@pytest.mark.parametrize(("per_neuron", "seqs", "states"), [(False, False, False), (True, True, True)])
+def test_step_form_gives_the_bits_and_gradients_of_a_one_step_sequence(
+    neurons: tuple[int, ...], per_neuron: bool, seqs: bool, states: bool
+) -> None:
+    """step=True runs x as [1, *x.shape] below autograd: the same kernels, so the same bits,
+    with spk (and state sequences) in x's shape and no view nodes around the op."""
+    x1, comp, mem, beta, thr, gsf = _op_args(1, neurons, torch.float32, True, per_neuron and neurons != ())
+    x = x1.detach()[0].requires_grad_()
+    comp0, mem0 = (comp, mem) if states else (None, None)
+    rest = (beta, thr, gsf, 1, sg.ATan(2.0).kind, 2.0, seqs, True)
+    entries = [torch.ops.snntorch_clif.clif_forward]
+    if ops._forward_entry is not None:
+        entries.append(ops._forward_entry)
+    for forward in entries:
+        step = forward(x, comp0, mem0, *rest, True)
+        seq = torch.ops.snntorch_clif.clif_forward(x1, comp0, mem0, *rest)
+        assert step[0].shape == x.shape and step[0].grad_fn.name() == "ClifBackward"
+        assert step[1].shape == step[2].shape == x.shape
+        for a, b in zip(step[:3], seq[:3]):
+            assert torch.equal(a, b.reshape(a.shape))
+        grads = [torch.randn(x.shape) for _ in range(3)]
+        inputs = [t for t in (comp0, mem0, beta, thr, gsf) if t is not None]
+        d_step = torch.autograd.grad(step[:3], [x, *inputs], grads)
+        d_seq = torch.autograd.grad(seq[:3], [x1, *inputs], [g.reshape(s.shape) for g, s in zip(grads, seq[:3])])
+        assert d_step[0].shape == x.shape
+        for a, b in zip(d_step, d_seq):
+            assert torch.equal(a, b.reshape(a.shape))
+
+
+def test_step_form_unused_spikes_get_zero_gradient_in_the_step_shape() -> None:
+    """A loss on the states only: the node makes spk's zero gradient in x's shape, then the op's."""
+    x = (torch.randn(3, 4) * 1.5).requires_grad_()
+    one = torch.ones(1)
+    _, comp, mem, _ = torch.ops.snntorch_clif.clif_forward(
+        x, None, None, one * 0.5, one, one, 0, sg.Rectangle(1.0).kind, 1.0, False, True, True)
+    (comp.sum() + mem.sum()).backward()
+    x1 = x.detach()[None].requires_grad_()
+    _, comp1, mem1, _ = torch.ops.snntorch_clif.clif_forward(
+        x1, None, None, one * 0.5, one, one, 0, sg.Rectangle(1.0).kind, 1.0, False, True)
+    (comp1.sum() + mem1.sum()).backward()
+    assert torch.equal(x.grad, x1.grad[0])
+
+
 # --- the library's direct entry to clif_forward (csrc/python_call.cpp) --------------------------
 @pytest.mark.skipif(ops._forward_entry is None, reason="a library without the direct entry")
 @pytest.mark.parametrize(("per_neuron", "seqs", "states"), [(False, False, False), (True, True, True)])
@@ -586,7 +636,8 @@ def test_direct_entry_leaves_python_overrides_and_other_types_to_torch_ops() -> 
 
     for at, value in [(0, x.as_subclass(Sub)), (8, 2), (9, 1), (6, True)]:  # a subclass, an int, bools
         assert ops._forward_entry(*args[:at], value, *args[at + 1:]) is NotImplemented
-    with pytest.raises(TypeError, match="11 positional arguments"):
+    assert ops._forward_entry(*args, 1) is NotImplemented  # step as an int
+    with pytest.raises(TypeError, match="11 or 12 positional arguments"):
         ops._forward_entry(*args[:5])
 
     class Seen(TorchFunctionMode):

@@ -67,6 +67,7 @@ struct ClifBackward : public Node {
   SavedVariable saved, mem0, beta, threshold, gsf;  // mem0: only when beta needs a gradient
   int64_t reset = 0, surrogate = 0;
   double surrogate_param = 0.0;
+  bool step = false;  // the forward's step form: spk and its gradient have no time dim
 
   std::string name() const override { return "ClifBackward"; }
 
@@ -82,7 +83,8 @@ struct ClifBackward : public Node {
     const Tensor saved_ = saved.unpack(), mem0_ = mem0.unpack();
     const Tensor beta_ = beta.unpack(), threshold_ = threshold.unpack(), gsf_ = gsf.unpack();
     // spk unused by the loss: zeros in its shape (symbolic under torch.compile), dtype, device
-    const Tensor grad_spk = grads[0].defined() ? grads[0].contiguous() : input_metadata(0).zeros_like();
+    Tensor grad_spk = grads[0].defined() ? grads[0].contiguous() : input_metadata(0).zeros_like();
+    if (step) grad_spk = grad_spk.unsqueeze(0);  // the op's [1, ...] (a view: no copy)
     const bool param_grads =
         task_should_compute_output(3) || task_should_compute_output(4) || task_should_compute_output(5);
     auto [dx, dcomp0, dmem0, dbeta, dthreshold, dgsf] = backward_op().call(
@@ -96,7 +98,7 @@ struct ClifBackward : public Node {
                                     : partial.reshape_symint(param.sym_sizes());
     };
     variable_list out(6);
-    if (task_should_compute_output(0)) out[0] = dx;
+    if (task_should_compute_output(0)) out[0] = step ? dx.squeeze(0) : dx;
     if (task_should_compute_output(1)) out[1] = dcomp0;
     if (task_should_compute_output(2)) out[2] = dmem0;
     if (task_should_compute_output(3)) out[3] = reduce(dbeta, beta_);
@@ -115,7 +117,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
                                                                  const Tensor& threshold, const Tensor& gsf,
                                                                  int64_t reset, int64_t surrogate,
                                                                  double surrogate_param, bool return_sequences,
-                                                                 bool save) {
+                                                                 bool save, bool step) {
   const Tensor none;
   const Tensor& comp0_ = comp0.has_value() ? *comp0 : none;
   const Tensor& mem0_ = mem0.has_value() ? *mem0 : none;
@@ -128,7 +130,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
   {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     out = forward_op().call(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param,
-                            return_sequences, save);
+                            return_sequences, save, step);
   }
   if (!torch::autograd::compute_requires_grad(x, comp0_, mem0_, beta, threshold, gsf)) {
     return out;  // nothing to differentiate: no node, nothing saved
@@ -149,6 +151,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
   node.reset = reset;
   node.surrogate = surrogate;
   node.surrogate_param = surrogate_param;
+  node.step = step;
   torch::autograd::set_history(spk, node_ptr);  // gradient 0
   torch::autograd::set_history(comp, node_ptr);  // 1
   torch::autograd::set_history(mem, node_ptr);  // 2

@@ -8,6 +8,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <tuple>
 #ifdef CLIF_POISON_OUTPUTS
 #include <ATen/ops/full.h>
 
@@ -93,6 +94,24 @@ constexpr int64_t kSaveChunk = 16;
 // Rows of the saved buffer: rows 0..T-1 hold h_t; row T + c holds m_{c K - 1} (K = kSaveChunk,
 // c = 0 .. ceil(T / K) - 1; row T is m_{-1}, the initial comp).
 inline int64_t saved_rows(int64_t T) { return T + (T + kSaveChunk - 1) / kSaveChunk; }
+
+// A forward kernel of the op's sequence form, registered for its full schema: with step=True
+// it runs on x as [1, *x.shape] and returns spk (and state sequences) in x's shape. The views
+// are taken below autograd, where they are plain tensors sharing storage.
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+template <ForwardResult (*Kernel)(const at::Tensor&, const c10::optional<at::Tensor>&,
+                                  const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                                  const at::Tensor&, int64_t, int64_t, double, bool, bool)>
+ForwardResult forward_with_step(const at::Tensor& x, const c10::optional<at::Tensor>& comp0,
+                                const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
+                                const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
+                                double surrogate_param, bool return_sequences, bool save, bool step) {
+  if (!step) return Kernel(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save);
+  auto [spk, comp, mem, saved] = Kernel(x.unsqueeze(0), comp0, mem0, beta, threshold, gsf, reset, surrogate,
+                                        surrogate_param, return_sequences, save);
+  if (return_sequences) return {spk.squeeze(0), comp.squeeze(0), mem.squeeze(0), saved};
+  return {spk.squeeze(0), comp, mem, saved};
+}
 
 struct ForwardOutputs {
   at::Tensor spk, comp, mem, saved;

@@ -12,7 +12,7 @@ namespace snntorch_clif {
 
 using ForwardOp = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, bool, bool);
+    const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, bool, bool, bool);
 using BackwardOp = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
     const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,

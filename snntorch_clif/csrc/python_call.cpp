@@ -1,5 +1,5 @@
 // snntorch_clif._C.forward: clif_forward called from Python without torch.ops' generic
-// binding. That binding converts all 11 arguments against the schema and back, ~20,000
+// binding. That binding converts all the arguments against the schema and back, ~20,000
 // instructions a call (the op's own dispatch and kernel on a small input: ~15,000), ~4 us in
 // situ at T=16, N=4096. This entry calls the same dispatcher handle (op_handles.h), so
 // autograd, the profiler, dispatch modes and vmap see the op exactly as from torch.ops.
@@ -35,14 +35,15 @@ struct WithoutGil {
 
 PyObject* forward_from_python(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
-  if (nargs != 11) {
-    PyErr_Format(PyExc_TypeError, "forward() takes 11 positional arguments (%zd given)", nargs);
+  if (nargs != 11 && nargs != 12) {  // `step` may be left out, as its default allows
+    PyErr_Format(PyExc_TypeError, "forward() takes 11 or 12 positional arguments (%zd given)", nargs);
     return nullptr;
   }
   const bool typed = is_tensor(args[0]) && (args[1] == Py_None || is_tensor(args[1])) &&
                      (args[2] == Py_None || is_tensor(args[2])) && is_tensor(args[3]) && is_tensor(args[4]) &&
                      is_tensor(args[5]) && PyLong_CheckExact(args[6]) && PyLong_CheckExact(args[7]) &&
-                     PyFloat_CheckExact(args[8]) && is_bool(args[9]) && is_bool(args[10]);
+                     PyFloat_CheckExact(args[8]) && is_bool(args[9]) && is_bool(args[10]) &&
+                     (nargs == 11 || is_bool(args[11]));
   if (!typed || at::impl::torch_function_mode_enabled()) Py_RETURN_NOTIMPLEMENTED;
   const int64_t reset = PyLong_AsLongLong(args[6]), surrogate = PyLong_AsLongLong(args[7]);
   if (PyErr_Occurred()) return nullptr;  // an int beyond 64 bits
@@ -51,7 +52,8 @@ PyObject* forward_from_python(PyObject*, PyObject* const* args, Py_ssize_t nargs
     WithoutGil without_gil;
     out = forward_op().call(THPVariable_Unpack(args[0]), optional_tensor(args[1]), optional_tensor(args[2]),
                             THPVariable_Unpack(args[3]), THPVariable_Unpack(args[4]), THPVariable_Unpack(args[5]),
-                            reset, surrogate, PyFloat_AS_DOUBLE(args[8]), args[9] == Py_True, args[10] == Py_True);
+                            reset, surrogate, PyFloat_AS_DOUBLE(args[8]), args[9] == Py_True, args[10] == Py_True,
+                            nargs == 12 && args[11] == Py_True);
   }
   auto& [spk, comp, mem, saved] = out;
   PyObject* result = PyTuple_New(4);  // its items start as NULL, so a partial tuple frees cleanly

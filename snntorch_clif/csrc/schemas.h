@@ -9,9 +9,11 @@ namespace snntorch_clif {
 // buffer); beta/threshold/gsf 1 or N elements in the compute dtype (float32; float64 for float64 x).
 // reset: 0 subtract, 1 zero, 2 none. surrogate/surrogate_param are unused by the forward
 // kernel; they are inputs so the autograd formula (ops.py) can see them.
+// step=True: x is one time step with no time dim (x.shape = the neurons' shape, T = 1); spk
+// comes back in x's shape, so a single step needs no view nodes around the op.
 constexpr const char* kForwardSchema =
     "clif_forward(Tensor x, Tensor? comp0, Tensor? mem0, Tensor beta, Tensor threshold, Tensor gsf, "
-    "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save) "
+    "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save, bool step=False) "
     "-> (Tensor spk, Tensor comp, Tensor mem, Tensor saved)";
 
 constexpr const char* kBackwardSchema =

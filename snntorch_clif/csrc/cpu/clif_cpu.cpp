@@ -927,7 +927,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 const char* cpu_isa_name() { return float_variant().name; }
 
 TORCH_LIBRARY_IMPL(snntorch_clif, CPU, m) {
-  m.impl("clif_forward", &clif_forward_cpu);
+  m.impl("clif_forward", &forward_with_step<&clif_forward_cpu>);
   m.impl("clif_backward", &clif_backward_cpu);
 }
 

@@ -473,7 +473,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 #define CLIF_CUDA_DISPATCH_KEY CUDA
 #endif
 TORCH_LIBRARY_IMPL(CLIF_CUDA_LIBRARY, CLIF_CUDA_DISPATCH_KEY, m) {
-  m.impl("clif_forward", &clif_forward_cuda);
+  m.impl("clif_forward", &forward_with_step<&clif_forward_cuda>);
   m.impl("clif_backward", &clif_backward_cuda);
 }
 
