@@ -106,7 +106,9 @@ ForwardResult forward_with_step(const at::Tensor& x, const c10::optional<at::Ten
                                 const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
                                 const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
                                 double surrogate_param, bool return_sequences, bool save, bool step) {
-  if (!step) return Kernel(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save);
+  if (!step) {
+    return Kernel(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save);
+  }
   auto [spk, comp, mem, saved] = Kernel(x.unsqueeze(0), comp0, mem0, beta, threshold, gsf, reset, surrogate,
                                         surrogate_param, return_sequences, save);
   if (return_sequences) return {spk.squeeze(0), comp.squeeze(0), mem.squeeze(0), saved};
