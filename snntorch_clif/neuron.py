@@ -411,9 +411,9 @@ class CLIF(snn.Leaky):
         beta, threshold, graded_spikes_factor = self._values()
         if beta.requires_grad:
             beta = beta.clamp(0, 1)
-        if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
-            return self._forward_reset_delay(input_, comp, mem, fresh, beta, multi)
         common = self._step_arguments(beta, threshold, graded_spikes_factor)
+        if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
+            return self._forward_reset_delay(input_, comp, mem, fresh, multi, common)
         if multi:
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
@@ -492,7 +492,7 @@ class CLIF(snn.Leaky):
         return self.state_quant(u) if self.state_quant else u
 
     def _forward_reset_delay(
-        self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, beta: Tensor, multi: bool
+        self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, multi: bool, common: dict[str, Any]
     ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         # `mem` carries h_{t-1}, the membrane before step t-1's reset: apply that reset now,
         # run the fused step from u_{t-1}, and report h_t instead of u_t. A fresh (empty)
@@ -502,8 +502,7 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         comp = check_state(comp, "comp", input_, shape)  # the step's own checks, before use here
         mem = check_state(mem, "mem", input_, shape)
-        _, threshold, graded_spikes_factor = self._values()
-        common = self._step_arguments(beta, threshold, graded_spikes_factor)
+        beta = common["beta"]
         h = mem
         spikes, comps, hs = [], [], []
         for x_t in input_.unbind(0) if multi else (input_,):
