@@ -12,7 +12,9 @@ import torch
 
 from . import backends, convert, functional, reference, surrogate
 from .functional import CLIFOutput, clif_sequence, clif_step
-from .neuron import CLIF, detach, reset
+from .neuron import CLIF, SilentLayerWarning, detach, reset
+from .recurrent import RCLIF
+from .swap import DropInCLIF, from_leaky
 
 __version__ = "0.1.0"
 
@@ -26,11 +28,15 @@ if torch.distributed.is_available():
 __all__ = [
     "CLIF",
     "CLIFOutput",
+    "RCLIF",
+    "DropInCLIF",
+    "SilentLayerWarning",
     "backends",
     "clif_sequence",
     "clif_step",
     "convert",
     "detach",
+    "from_leaky",
     "functional",
     "reference",
     "reset",

@@ -49,9 +49,10 @@ from torch import Tensor, nn
 
 from ._lif import HardResetLIF
 from .neuron import CLIF
+from .swap import from_leaky
 
 __all__ = [
-    "HardResetLIF", "to_leaky", "export_nir", "import_nir", "lif_to_nir", "reset_nir_states",
+    "HardResetLIF", "from_leaky", "to_leaky", "export_nir", "import_nir", "lif_to_nir", "reset_nir_states",
     "install_export_guard",
 ]
 

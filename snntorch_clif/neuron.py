@@ -3,6 +3,7 @@ r"""The stateful :class:`CLIF` module with snnTorch's neuron API, and :func:`res
 from __future__ import annotations
 
 import functools
+import warnings
 import weakref
 from typing import Any, Callable, ClassVar, Optional, Union
 
@@ -21,7 +22,7 @@ from .functional import (
 from .reference import _in_input_dtype
 from .surrogate import Disabled, SpikeGrad, resolve
 
-__all__ = ["CLIF", "reset", "detach", "install_snntorch_backprop_support"]
+__all__ = ["CLIF", "SilentLayerWarning", "reset", "detach", "install_snntorch_backprop_support"]
 
 STEP_MODES = ("single", "multi")
 _RESET_NAMES = list(snn.SpikingNeuron.reset_dict)  # index = reset_mechanism_val
@@ -45,6 +46,13 @@ def _not_a_view(state: Tensor) -> Tensor:
     return state
 
 
+class SilentLayerWarning(UserWarning):
+    """A training CLIF layer has stopped firing; the message names the usual fix.
+
+    Silence it for one layer with ``warnings.filterwarnings("ignore", category=SilentLayerWarning)``.
+    """
+
+
 _LEAKY_IDIOM = (
     "CLIF has two hidden states, comp and mem (snn.Leaky has one): start with "
     "`comp, mem = clif.reset_mem()` and step with `spk, comp, mem = clif(x, comp, mem)`"
@@ -57,6 +65,21 @@ def _as_float_tensor(value: Union[Tensor, float], name: str) -> Tensor:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
     return torch.as_tensor(float(value), dtype=torch.get_default_dtype())
+
+
+class _SilenceWatch:
+    """Counts a layer's training calls and how many sampled ones emitted no spike (see ``CLIF._watch_silence``)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.silent_samples = 0
+        self.warned = False
+
+
+# A training call of every SILENCE_SAMPLE_EVERY is checked for spikes (one device sync);
+# SILENT_SAMPLES_TO_WARN silent samples in a row (about a thousand calls) give the warning.
+SILENCE_SAMPLE_EVERY = 128
+SILENT_SAMPLES_TO_WARN = 8
 
 
 class _KeptStates:
@@ -175,6 +198,8 @@ class CLIF(snn.Leaky):
     """
 
     _live: ClassVar[weakref.WeakSet[CLIF]] = weakref.WeakSet()
+    #: With ``init_hidden=True, output=True`` a call returns ``(spk, comp, mem)``.
+    _returns_comp: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -230,6 +255,7 @@ class CLIF(snn.Leaky):
         )
         self._reset_mechanism = reset_mechanism
         self._kept = _KeptStates()
+        self._silence = _SilenceWatch()
         self._register_live()
 
     def _replicate_for_data_parallel(self) -> CLIF:
@@ -444,7 +470,41 @@ class CLIF(snn.Leaky):
                 f"{'comp' if mem is None else 'mem'} (snn.Leaky's `spk, mem = lif(x, mem)`?). {_LEAKY_IDIOM}"
             )
 
+    def _watch_silence(self, spk: Tensor) -> None:
+        """Warn once when a layer that trains (its spikes carry a gradient) has stopped firing.
+
+        Two traps silence a CLIF layer and both look like "the network does not learn": an
+        output layer trained on its membrane with the same-step reset learns never to fire
+        (the fix: ``reset_delay=True``), and a layer far below threshold gets no gradient
+        through the rectangle surrogate (the fix: ``spike_grad=snntorch.surrogate.atan()``).
+        The cost is an integer increment per call and one check every
+        ``SILENCE_SAMPLE_EVERY`` training calls.
+        """
+        watch = self._silence
+        watch.calls += 1
+        if watch.calls % SILENCE_SAMPLE_EVERY or watch.warned or not spk.requires_grad or not self.training:
+            return
+        if bool(spk.detach().any()):
+            watch.silent_samples = 0
+            return
+        watch.silent_samples += 1
+        if watch.silent_samples < SILENT_SAMPLES_TO_WARN:
+            return
+        watch.warned = True
+        warnings.warn(
+            f"{self!r} has emitted no spike in {SILENT_SAMPLES_TO_WARN} sampled training calls out of the last "
+            f"{SILENT_SAMPLES_TO_WARN * SILENCE_SAMPLE_EVERY}, while its spikes carry a gradient. If the loss reads "
+            "this layer's membrane (e.g. cross-entropy on mem), build it with reset_delay=True; if the network "
+            "starts or drifts below threshold, the rectangle surrogate passes no gradient there: use "
+            "spike_grad=snntorch.surrogate.atan(). snntorch_clif.from_leaky(model) sets both for a converted "
+            "snn.Leaky model (see the docs' 'Coming from snn.Leaky' page).",
+            SilentLayerWarning,
+            stacklevel=4,
+        )
+
     def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        if not torch.compiler.is_compiling():
+            self._watch_silence(spk)
         if self.init_hidden and not self.output:
             return spk
         return spk, comp, mem
@@ -534,6 +594,7 @@ class CLIF(snn.Leaky):
     def __setstate__(self, state: dict) -> None:
         if "_kept" not in state and "_mem" in state:  # pickled before the states moved into _KeptStates
             state["_kept"] = _KeptStates(state.pop("_comp"), state.pop("_mem"), state.pop("_mem_had_graph", False))
+        state.setdefault("_silence", _SilenceWatch())  # pickled before the silence warning existed
         super().__setstate__(state)
         self._register_live()
 
@@ -590,7 +651,7 @@ def detach(net: nn.Module) -> None:
 
 
 def _returns_three(layer: nn.Module) -> bool:
-    return isinstance(layer, CLIF) and layer.init_hidden and layer.output
+    return isinstance(layer, CLIF) and layer._returns_comp and layer.init_hidden and layer.output
 
 
 def _count_clif_outputs(final_layer_check: Callable[[nn.Module], int]) -> Callable[[nn.Module], int]:
