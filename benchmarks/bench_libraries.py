@@ -1,58 +1,55 @@
-"""The open-neuromorphic SNN-library benchmark shape, run on this machine's CPU.
+"""Open Neuromorphic's SNN library benchmark, run as its authors wrote it, on this CPU, next to CLIF.
 
-Open Neuromorphic's "SNN library benchmarks" (open-neuromorphic.github.io, 2023-2024)
-times one fully-connected layer followed by one spiking layer, ``Linear(n, n) -> neuron``,
-on a random time-major input ``[T=500, B=16, n]`` (no gradient on the input), forward and
-then backward of ``output.sum()``, and reports time and peak memory per library. This
-script runs that shape with, side by side:
+Open Neuromorphic's "Spiking Neural Network (SNN) Library Benchmarks" (blog post of 2023,
+updated 2024) times one ``Linear(n, n)`` layer followed by one spiking layer on a random
+time-major input ``randn(500, 16, n)``: the forward pass, then the backward pass of
+``output.sum()``, and reports the time of each and the peak memory, per library. Their code is
+``docker/run_benchmark.py`` and ``docker/utils.py`` beside the post in the
+``open-neuromorphic/open-neuromorphic.github.io`` repository. This script runs the same
+protocol on the CPU:
 
-* ``clif_multi``: :class:`snntorch_clif.CLIF` with ``step_mode="multi"`` (the fused
-  sequence kernel: one call for all 500 steps); the reference of the ratios;
-* ``clif_step``: the same neuron stepped from a Python loop (``step_mode="single"``);
-* ``leaky``: ``snntorch.Leaky`` stepped from a Python loop (a simpler neuron: no
-  complementary potential);
-* ``leaky_fc_in_loop``: open-neuromorphic's own snnTorch model: ``Linear`` *inside* the
-  step loop (500 small matrix products, and 500 weight-gradient accumulations);
-* ``sj_clif``: SpikingJelly's ``ComplementaryLIFNode`` (the CLIF of the paper's authors),
-  multi-step, torch backend (the CuPy/Triton ones are GPU-only), after SpikingJelly's
-  multi-step ``layer.Linear``;
-* ``norse_lif``: Norse's ``LIF`` (a current-based LIF: two states, no complementary
-  potential) in ``SequentialState(Linear, LIF)``, as open-neuromorphic builds it;
-* ``linear_only``: the ``Linear`` layer alone (output = its current): the part of every
-  row's time that is not the neuron.
+* ``snntorch``, ``spikingjelly``, ``norse``: their three PyTorch models as they wrote them.
+  snnTorch: ``snn.Leaky(beta=0.95)`` with the ``Linear`` inside the Python step loop.
+  SpikingJelly: its multi-step ``layer.Linear`` and ``neuron.LIFNode(tau=5, ATan)``, the net
+  reset in every forward. Norse: ``SequentialState(Linear, LIFBoxCell(p))`` under
+  ``torch.compile(mode="reduce-overhead")``. Their Norse model hands the whole ``[T, B, n]``
+  tensor to a single-step cell, which treats T as one more batch dimension: it runs one Euler
+  step, not 500, and the post's own input makes it emit no spike.
+* ``clif_loop``: their snnTorch model with ``snn.Leaky(beta=0.95)`` swapped for
+  ``CLIF(beta=0.95)``: what a user gets by changing one line.
+* ``clif_multi``: the same network written for CLIF's multi-step mode: the ``Linear`` over the
+  whole sequence (one matrix product), then one fused CLIF call over the 500 steps.
+* ``sj_clif``: SpikingJelly's own CLIF (``ComplementaryLIFNode(tau=2)``) in their SpikingJelly
+  model. Not in their benchmark: the same neuron as CLIF from another library.
 
-Except in ``leaky_fc_in_loop``, the ``Linear`` runs once over the whole ``[T*B, n]``
-input (one matrix product), so the rows differ in the neuron only. Neuron parameters:
-decay 0.5 for CLIF, snn.Leaky and SpikingJelly (tau = 2), Norse's defaults; the cost of
-the dense computation does not depend on them.
-
-Time: each repetition runs every implementation once, in a shuffled order (the machine
-drifts), and the ratio column is the median over repetitions of ``time / clif_multi time``
-in the same repetition. Peak memory: each implementation runs one forward+backward in a
-fresh subprocess, which reports its peak resident set during that call (Linux ``VmHWM``,
-reset just before it) minus its resident set just before (model and input already built):
-the memory the call needs on top of its inputs and parameters, as the operating system saw it.
+The protocol is theirs (``utils.timeit`` and ``benchmark_framework``): build the model and the
+input, and run one forward under ``torch.no_grad()``; time the forward (one warm-up call, then
+calls until there are at least 3 and they took more than 2 s together); run one more forward;
+time ``output.sum().backward(retain_graph=True)`` on that one graph the same way. The times
+reported are the means. Their memory figure is ``torch.cuda.max_memory_allocated()``: every
+tensor of the process at its peak (parameters, input, graphs). On a CPU this script reports the
+process's peak resident set (Linux ``VmHWM``) over the same protocol minus its resident set
+once the libraries are imported: one fresh process per model and size, as their Docker runs use
+one process per library.
 
 Usage::
 
-    python benchmarks/bench_libraries.py                    # n = 512, 2048, 4096 (several minutes)
-    python benchmarks/bench_libraries.py --quick            # n = 512 only, 3 reps
-    python benchmarks/bench_libraries.py --sizes 1024 --reps 5 --json out.json
-    python benchmarks/bench_libraries.py --only clif_multi leaky --no-memory
-    python benchmarks/bench_libraries.py --max-seconds 10   # drop slow rows sooner
+    python benchmarks/bench_libraries.py --threads 1 --json benchmarks/results/open_neuromorphic_cpu.json
+    python benchmarks/bench_libraries.py --quick              # n = 512 only: about a minute
+    python benchmarks/bench_libraries.py --sizes 4096 8192 16384 --only clif_multi snntorch
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -62,197 +59,210 @@ from torch import Tensor, nn
 
 BATCH = 16
 STEPS = 500
+DEFAULT_SIZES = (4096, 8192)  # theirs: 4096, 8192, 16384 (see --sizes)
 REFERENCE = "clif_multi"
-DEFAULT_SIZES = (512, 2048, 4096)
-# repetitions per size in the default run: n = 4096 takes seconds per repetition here
-DEFAULT_REPS = {512: 5, 2048: 3, 4096: 2}
+MIN_RUNS = 3
+MIN_TIME_S = 2.0
+SOURCE = {
+    "post": "https://open-neuromorphic.org/blog/spiking-neural-network-framework-benchmarking/",
+    "code": "open-neuromorphic/open-neuromorphic.github.io: content/blog/"
+            "spiking-neural-network-framework-benchmarking/docker/run_benchmark.py, utils.py",
+}
 MEMORY_METHOD = (
-    "peak resident set during one forward+backward minus the resident set just before it "
-    "(Linux VmHWM, reset through /proc/self/clear_refs), in a fresh subprocess per "
-    "implementation and size, model and input built before"
+    "peak resident set of the process (Linux VmHWM) over building the model and input, the timed forwards "
+    "and the timed backwards, minus the resident set once the libraries are imported; one fresh process per "
+    "model and size"
 )
 
 
-# --- the models -----------------------------------------------------------------------
-class LinearOnly(nn.Module):
-    """``Linear(n, n)`` alone: the output is the current."""
+# --- the models -------------------------------------------------------------------------
+class SnntorchModel(nn.Module):
+    """Open Neuromorphic's snnTorch model: ``Linear`` and ``snn.Leaky(beta=0.95)`` in a step loop."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, beta: float = 0.95) -> None:
         super().__init__()
+        import snntorch
+
         self.fc = nn.Linear(n, n)
+        self.lif = snntorch.Leaky(beta=beta)
+        self.mem = self.lif.init_leaky()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x)
+        mem, spikes = self.mem, []
+        for step in x:  # iterating a tensor unbinds it: one view per step
+            spk, mem = self.lif(self.fc(step), mem)
+            spikes.append(spk)
+        return torch.stack(spikes)
 
 
-class ClifMulti(nn.Module):
-    """``Linear`` over the sequence, then :class:`~snntorch_clif.CLIF` in multi-step mode."""
+class ClifLoopModel(nn.Module):
+    """Their snnTorch model with ``snn.Leaky`` swapped for :class:`~snntorch_clif.CLIF`."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, beta: float = 0.95) -> None:
         super().__init__()
         from snntorch_clif import CLIF
 
         self.fc = nn.Linear(n, n)
-        self.lif = CLIF(beta=0.5, step_mode="multi")
-
-    def forward(self, x: Tensor) -> Tensor:
-        comp, mem = self.lif.reset_mem()  # empty states: every sequence starts from zeros
-        spk, _, _ = self.lif(self.fc(x), comp, mem)
-        return spk
-
-
-class ClifStepLoop(nn.Module):
-    """``Linear`` over the sequence, then :class:`~snntorch_clif.CLIF` stepped in Python."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        from snntorch_clif import CLIF
-
-        self.fc = nn.Linear(n, n)
-        self.lif = CLIF(beta=0.5)
+        self.lif = CLIF(beta=beta)
 
     def forward(self, x: Tensor) -> Tensor:
         comp, mem = self.lif.reset_mem()
         spikes = []
-        for cur in self.fc(x).unbind(0):  # unbind, not cur[t]: no full-size zero gradient per step
-            spk, comp, mem = self.lif(cur, comp, mem)
+        for step in x:
+            spk, comp, mem = self.lif(self.fc(step), comp, mem)
             spikes.append(spk)
         return torch.stack(spikes)
 
 
-class LeakyStepLoop(nn.Module):
-    """``Linear`` over the sequence, then ``snntorch.Leaky`` stepped in Python."""
+class ClifMultiModel(nn.Module):
+    """The same network for CLIF's multi-step mode: one ``Linear`` call, one fused CLIF call."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, beta: float = 0.95) -> None:
         super().__init__()
-        import snntorch as snn
+        from snntorch_clif import CLIF
 
         self.fc = nn.Linear(n, n)
-        self.lif = snn.Leaky(beta=0.5)
+        self.lif = CLIF(beta=beta, step_mode="multi")
 
     def forward(self, x: Tensor) -> Tensor:
-        mem = self.lif.reset_mem()
-        spikes = []
-        for cur in self.fc(x).unbind(0):
-            spk, mem = self.lif(cur, mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
+        comp, mem = self.lif.reset_mem()  # every sequence starts from zero states
+        spk, _, _ = self.lif(self.fc(x), comp, mem)
+        return spk
 
 
-class LeakyFcInLoop(LeakyStepLoop):
-    """Open-neuromorphic's snnTorch model: ``Linear`` and ``snntorch.Leaky`` both in the step loop."""
+class SpikingJellyModel(nn.Module):
+    """Open Neuromorphic's SpikingJelly model: multi-step ``layer.Linear`` and a neuron node.
 
-    def forward(self, x: Tensor) -> Tensor:
-        mem = self.lif.reset_mem()
-        spikes = []
-        for xt in x.unbind(0):
-            spk, mem = self.lif(self.fc(xt), mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
+    ``node="lif"`` is theirs (``LIFNode(tau=5, surrogate_function=ATan())``); ``node="clif"``
+    puts SpikingJelly's ``ComplementaryLIFNode(tau=2)`` in its place.
+    """
 
-
-class SpikingJellyClif(nn.Module):
-    """SpikingJelly's multi-step ``layer.Linear`` and ``ComplementaryLIFNode`` (torch backend)."""
-
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, node: str = "lif") -> None:
         super().__init__()
-        from spikingjelly.activation_based import functional, layer, neuron
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
+        if node == "lif":
+            spiking = neuron.LIFNode(tau=5.0, surrogate_function=surrogate.ATan(), step_mode="m")
+        elif node == "clif":
+            spiking = neuron.ComplementaryLIFNode(tau=2.0, step_mode="m")
+        else:
+            raise ValueError(f"node must be 'lif' or 'clif', got {node!r}")
         self._reset_net = functional.reset_net
-        self.fc = layer.Linear(n, n, step_mode="m")
-        self.lif = neuron.ComplementaryLIFNode(tau=2.0, step_mode="m")
+        self.model = nn.Sequential(layer.Linear(n, n), spiking)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._reset_net(self)
-        return self.lif(self.fc(x))
+        self._reset_net(self.model)
+        return self.model(x)
 
 
-class NorseLif(nn.Module):
-    """Norse's ``SequentialState(Linear, LIF)`` with Norse's default LIF parameters."""
+class NorseModel(nn.Module):
+    """Open Neuromorphic's Norse model: ``SequentialState(Linear, LIFBoxCell(p))``, compiled.
 
-    def __init__(self, n: int) -> None:
+    ``LIFBoxCell`` is a single-step cell: called on ``[T, B, n]`` it runs one Euler step over
+    ``T * B`` neurons-rows, as their benchmark does. ``compile=False`` runs it eagerly.
+    """
+
+    def __init__(self, n: int, compile: bool = True) -> None:
         super().__init__()
-        import warnings
+        with warnings.catch_warnings():  # norse scripts functions with the deprecated torch.jit
+            warnings.simplefilter("ignore")
+            from norse.torch import LIFBoxCell, LIFBoxParameters, SequentialState
 
-        with warnings.catch_warnings():  # norse 1.1 scripts functions with torch.jit (deprecated)
-            warnings.simplefilter("ignore", FutureWarning)
-            from norse.torch import LIF, SequentialState
-
-        self.net = SequentialState(nn.Linear(n, n), LIF())
+        params = LIFBoxParameters(
+            tau_mem_inv=torch.tensor([100.0]), v_leak=torch.tensor([0.0]), v_th=torch.tensor([1.0]),
+            v_reset=torch.tensor([0.0]), alpha=torch.tensor([100.0]),
+        )
+        net = SequentialState(nn.Linear(n, n), LIFBoxCell(params))
+        self.net = torch.compile(net, mode="reduce-overhead") if compile else net
 
     def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.net(x)  # no state passed in: starts from Norse's initial state
-        return out
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.net(x)[0]
 
 
 @dataclass(frozen=True)
-class Implementation:
-    """One row of the benchmark: a label for tables and a model factory ``n -> nn.Module``."""
+class Entry:
+    """One row: a label, who wrote the model, and its factory ``n -> nn.Module``."""
 
     label: str
+    origin: str
     build: Callable[[int], nn.Module]
-    package: Optional[str] = None  # the module that must import for this row to run
+    package: str
 
 
-IMPLEMENTATIONS: dict[str, Implementation] = {
-    "clif_multi": Implementation("CLIF, multi-step (fused)", ClifMulti, "snntorch_clif"),
-    "clif_step": Implementation("CLIF, single-step loop", ClifStepLoop, "snntorch_clif"),
-    "leaky": Implementation("snn.Leaky, step loop", LeakyStepLoop, "snntorch"),
-    "leaky_fc_in_loop": Implementation("snn.Leaky, Linear in the loop (ON's model)", LeakyFcInLoop, "snntorch"),
-    "sj_clif": Implementation("SpikingJelly ComplementaryLIFNode", SpikingJellyClif, "spikingjelly"),
-    "norse_lif": Implementation("Norse LIF", NorseLif, "norse"),
-    "linear_only": Implementation("Linear alone (no neuron)", LinearOnly),
+MODELS: dict[str, Entry] = {
+    "clif_multi": Entry("CLIF, multi-step (fused)", "this package", ClifMultiModel, "snntorch_clif"),
+    "clif_loop": Entry("CLIF in their snnTorch model", "their snnTorch model, neuron swapped",
+                       ClifLoopModel, "snntorch_clif"),
+    "snntorch": Entry("snnTorch Leaky, their model", "Open Neuromorphic", SnntorchModel, "snntorch"),
+    "spikingjelly": Entry("SpikingJelly LIFNode, their model", "Open Neuromorphic", SpikingJellyModel, "spikingjelly"),
+    "norse": Entry("Norse LIFBoxCell, their model (1 step)", "Open Neuromorphic", NorseModel, "norse"),
+    "sj_clif": Entry("SpikingJelly CLIF node in their model", "their SpikingJelly model, node swapped",
+                     lambda n: SpikingJellyModel(n, node="clif"), "spikingjelly"),
 }
 
 
 def available(names: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The implementations whose package imports, and ``name -> reason`` for the others."""
+    """The models whose library imports, and ``name -> reason`` for the others."""
     import importlib
-    import warnings
 
     ok, skipped = [], {}
     for name in names:
-        package = IMPLEMENTATIONS[name].package
         try:
-            if package:
-                with warnings.catch_warnings():  # norse 1.1 uses the deprecated torch.jit.script
-                    warnings.simplefilter("ignore", FutureWarning)
-                    importlib.import_module(package)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importlib.import_module(MODELS[name].package)
             ok.append(name)
         except ImportError as exc:
-            skipped[name] = f"{package} not importable ({exc})"
+            skipped[name] = f"{MODELS[name].package} is not installed ({exc})"
     return ok, skipped
 
 
-def make_input(n: int, batch: int = BATCH, steps: int = STEPS, seed: int = 0) -> Tensor:
-    """The benchmark's input: standard normal ``[steps, batch, n]``, no gradient."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(steps, batch, n, generator=gen)
+def make_input(n: int, batch: int = BATCH, steps: int = STEPS) -> Tensor:
+    """Their input: ``randn(steps, batch, n)``, time-major, no gradient."""
+    return torch.randn(steps, batch, n)
 
 
-def forward_backward(model: nn.Module, x: Tensor) -> None:
-    """One repetition: forward, ``output.sum().backward()``; parameter gradients start at None."""
-    for p in model.parameters():
-        p.grad = None
-    model(x).sum().backward()
-
-
-# --- measuring --------------------------------------------------------------------------
-def interleaved_times(fns: dict[str, Callable[[], None]], reps: int,
-                      clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Seconds of each function over ``reps`` rounds; each round runs all, in a shuffled order."""
-    from bench_neuron import repetition_order  # (same folder) imports snntorch_clif: only when timing
-
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(reps):
-        for name in repetition_order(names, r):
-            t0 = clock()
-            fns[name]()
-            times[name].append(clock() - t0)
+# --- their protocol ----------------------------------------------------------------------
+def timeit(fn: Callable[[], object], min_runs: int = MIN_RUNS, min_time: float = MIN_TIME_S,
+           warmup: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds of each call of ``fn``: ``warmup`` untimed calls, then calls until there are at
+    least ``min_runs`` and they took more than ``min_time`` seconds together (their ``timeit``)."""
+    if min_runs < 1:
+        raise ValueError(f"min_runs must be >= 1, got {min_runs}")
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while sum(times) <= min_time or len(times) < min_runs:
+        start = clock()
+        fn()
+        times.append(clock() - start)
     return times
+
+
+def run_protocol(model: nn.Module, x: Tensor, min_runs: int = MIN_RUNS, min_time: float = MIN_TIME_S,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Their ``benchmark_framework``: forward timed, one more forward, backward timed on it.
+
+    Returns the per-call seconds of both passes and the output's spikes per neuron-step.
+    """
+    state: dict[str, Tensor] = {}
+
+    def forward() -> None:
+        state["output"] = model(x)
+
+    def backward() -> None:
+        state["output"].sum().backward(retain_graph=True)
+
+    with torch.no_grad():  # their prepare_fn's warm-up call
+        model(x)
+    forward_s = timeit(forward, min_runs, min_time, clock=clock)
+    forward()
+    if state["output"].shape != x.shape:
+        raise RuntimeError(f"output shape {tuple(state['output'].shape)} is not the input's {tuple(x.shape)}")
+    spike_rate = float(state["output"].detach().float().mean())
+    backward_s = timeit(backward, min_runs, min_time, clock=clock)
+    return {"forward_s": forward_s, "backward_s": backward_s, "spikes_per_neuron_step": spike_rate}
 
 
 def _proc_status_kib(key: str) -> Optional[int]:
@@ -266,204 +276,194 @@ def _proc_status_kib(key: str) -> Optional[int]:
     return None
 
 
-def peak_memory_child(name: str, n: int, threads: Optional[int]) -> dict:
-    """Run in a subprocess: one forward+backward of ``name`` at size ``n``; peak RSS growth.
-
-    Linux resets the peak resident set (``VmHWM``) on ``echo 5 > /proc/self/clear_refs``, so
-    the peak is that of the call alone (imports and set-up peaks do not hide it); elsewhere
-    it falls back to ``ru_maxrss`` (whose growth can then read low).
-    """
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = IMPLEMENTATIONS[name].build(n)
-    x = make_input(n)
-    rss_before = _proc_status_kib("VmRSS")
+def measure(name: str, n: int, batch: int = BATCH, steps: int = STEPS, min_runs: int = MIN_RUNS,
+            min_time: float = MIN_TIME_S) -> dict:
+    """One model at one size, in this process: times, spikes and the peak memory growth."""
+    available([name])  # import the library first: its import is not the model's memory
+    base = _proc_status_kib("VmRSS")
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-        method = "VmHWM after clear_refs"
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
     except OSError:
-        method = "ru_maxrss"
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    forward_backward(model, x)
-    peak = _proc_status_kib("VmHWM") if method.startswith("VmHWM") else None
-    if peak is None:
-        method = "ru_maxrss"
-        rss_before, peak = peak_before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"rss_before_mib": rss_before / 1024, "peak_mib": peak / 1024,
-            "peak_growth_mib": (peak - rss_before) / 1024, "method": method}
+        base = None
+    torch.manual_seed(0)
+    model = MODELS[name].build(n)
+    x = make_input(n, batch, steps)
+    out = run_protocol(model, x, min_runs, min_time)
+    peak = _proc_status_kib("VmHWM")
+    out["peak_mib"] = (peak - base) / 1024 if base is not None and peak is not None else None
+    return out
 
 
-def peak_memory(name: str, n: int, threads: Optional[int]) -> dict:
-    """:func:`peak_memory_child` in a fresh interpreter (so no earlier run set the peak)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name, str(n)]
+def measure_in_subprocess(name: str, n: int, threads: Optional[int], timeout: float) -> dict:
+    """:func:`measure` in a fresh interpreter; ``{"error": ...}`` when it fails or times out."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n)]
     if threads:
         cmd += ["--threads", str(threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:.0f} s"}
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+        return {"error": (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def summarize(times: dict[str, list[float]], reference: str = REFERENCE,
-              single: Optional[dict[str, float]] = None) -> dict[str, dict]:
-    """Per implementation: median / min / max ms, every time, and the median ratio to ``reference``.
+def summarize(raw: dict[str, dict], reference: str = REFERENCE) -> dict[str, dict]:
+    """Per model: mean forward and backward seconds (theirs), runs, the ratio of the total to
+    ``reference``'s, peak MiB and spikes per neuron-step; errors are kept as they are."""
+    def total(r: dict) -> float:
+        return sum(r["forward_s"]) / len(r["forward_s"]) + sum(r["backward_s"]) / len(r["backward_s"])
 
-    ``times`` holds the interleaved repetitions (the same count for every name);
-    ``single`` the implementations timed once only (their ratio is to the reference's median).
-    """
-    if reference not in times:
-        raise ValueError(f"reference {reference!r} is not among the timed implementations {list(times)}")
-    ref = times[reference]
+    ref = raw.get(reference)
+    ref_total = total(ref) if ref and "error" not in ref else None
     out = {}
-    for name, ts in list(times.items()) + [(k, [v]) for k, v in (single or {}).items()]:
-        repeated = name not in (single or {})
-        if repeated and len(ts) != len(ref):
-            raise ValueError(f"{name} has {len(ts)} times, {reference} has {len(ref)}: not interleaved")
-        ratios = [t / r for t, r in zip(ts, ref)] if repeated else [ts[0] / statistics.median(ref)]
+    for name, r in raw.items():
+        entry = {"label": MODELS[name].label if name in MODELS else name,
+                 "origin": MODELS[name].origin if name in MODELS else ""}
+        if "error" in r:
+            out[name] = {**entry, "error": r["error"]}
+            continue
+        fwd = sum(r["forward_s"]) / len(r["forward_s"])
+        bwd = sum(r["backward_s"]) / len(r["backward_s"])
         out[name] = {
-            "label": IMPLEMENTATIONS[name].label if name in IMPLEMENTATIONS else name,
-            "runs": len(ts),
-            "median_ms": statistics.median(ts) * 1e3,
-            "min_ms": min(ts) * 1e3,
-            "max_ms": max(ts) * 1e3,
-            "times_ms": [t * 1e3 for t in ts],
-            f"median_ratio_to_{reference}": statistics.median(ratios),
+            **entry,
+            "forward_s": fwd,
+            "backward_s": bwd,
+            "total_s": fwd + bwd,
+            "forward_runs": len(r["forward_s"]),
+            "backward_runs": len(r["backward_s"]),
+            "forward_times_s": r["forward_s"],
+            "backward_times_s": r["backward_s"],
+            f"total_over_{reference}": (fwd + bwd) / ref_total if ref_total else None,
+            "peak_mib": r.get("peak_mib"),
+            "spikes_per_neuron_step": r.get("spikes_per_neuron_step"),
         }
     return out
 
 
-def machine_description() -> dict:
-    """CPU model (``/proc/cpuinfo``), logical cores, threads, and the software's versions."""
-    cpu, flags = "", []
+def cpu_model() -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not cpu:
-                cpu = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value.split()
-    except OSError:  # not Linux
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
         pass
-    cpu = cpu or platform.processor() or platform.machine()
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("snntorch_clif", "snntorch", "spikingjelly", "norse"):
-        try:
-            from importlib.metadata import version
+    return platform.processor() or platform.machine()
 
-            versions[package] = version(package.replace("_", "-"))
-        except Exception:  # not installed: the row is skipped and says why
+
+def machine_description(threads: Optional[int] = None) -> dict:
+    """CPU model and instruction set, logical cores, torch threads, load, and the versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    flags = ""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for package in ("snntorch-clif", "snntorch", "spikingjelly", "norse"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
             versions[package] = None
     return {
-        "cpu": cpu,
-        "isa": "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else None),
+        "cpu": cpu_model(),
+        "isa": "AVX-512" if " avx512f" in flags else ("AVX2" if " avx2" in flags else None),
         "logical_cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": threads or torch.get_num_threads(),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": versions,
     }
 
 
-def run(sizes: list[int], names: list[str], reps: Optional[int], memory: bool,
-        threads: Optional[int], max_seconds: float = 30.0, log: Callable[[str], None] = print) -> dict:
-    """The whole benchmark; the result as written to JSON.
+def run(sizes: list[int], names: list[str], threads: Optional[int], max_seconds: float, timeout: float,
+        log: Callable[[str], None] = print) -> dict:
+    """The whole benchmark, one subprocess per model and size; the result as written to JSON.
 
-    An implementation whose first (warm-up) run at some ``n`` takes longer than
-    ``max_seconds`` is reported from that one run and not run at larger ``n``.
+    A model whose forward+backward took more than ``max_seconds`` at one size is not run at
+    the larger ones.
     """
     names, skipped = available(names)
-    if REFERENCE not in names:
-        raise SystemExit(f"{REFERENCE} is the reference of the ratios and must run")
     result: dict = {
-        "benchmark": "libraries",
-        "shape": {"batch": BATCH, "steps": STEPS, "model": "Linear(n, n) -> neuron", "loss": "output.sum()"},
-        "machine": machine_description(),
+        "benchmark": "open_neuromorphic",
+        "source": SOURCE,
+        "date": datetime.date.today().isoformat(),
+        "shape": {"batch": BATCH, "steps": STEPS, "model": "Linear(n, n) -> spiking layer", "loss": "output.sum()"},
+        "protocol": f"their timeit: 1 warm-up call, then >= {MIN_RUNS} calls and > {MIN_TIME_S:g} s; means",
+        "memory_method": MEMORY_METHOD,
+        "machine": machine_description(threads),
         "reference": REFERENCE,
-        "memory_method": MEMORY_METHOD if memory else None,
-        "max_seconds": max_seconds,
         "skipped": skipped,
+        "not_run_at_larger_n": {},
         "rows": [],
     }
-    too_slow: dict[str, str] = {}
+    too_slow: dict[str, str] = result["not_run_at_larger_n"]
     for n in sorted(sizes):
-        n_reps = reps or DEFAULT_REPS.get(n, 3)
-        active = [name for name in names if name not in too_slow]
-        torch.manual_seed(0)
-        models = {name: IMPLEMENTATIONS[name].build(n) for name in active}
-        x = make_input(n)
-        fns = {name: (lambda m=model, inp=x: forward_backward(m, inp)) for name, model in models.items()}
-        log(f"n={n}: one warm-up run each, then {n_reps} interleaved repetitions")
-        single: dict[str, float] = {}
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            seconds = time.perf_counter() - t0
-            if seconds > max_seconds and name != REFERENCE:
-                single[name] = seconds
-                too_slow[name] = f"one run took {seconds:.0f} s at n={n} (over --max-seconds {max_seconds:g})"
-                log(f"  {name}: {seconds:.1f} s, over --max-seconds: this run is its result, none at larger n")
-        impl = summarize(interleaved_times({k: f for k, f in fns.items() if k not in single}, n_reps),
-                         single=single)
-        del models, fns, x
-        if memory:
-            for name in active:
-                impl[name]["memory"] = peak_memory(name, n, threads)
-        result["rows"].append({"n": n, "reps": n_reps, "impl": impl})
+        raw = {}
+        for name in names:
+            if name in too_slow:
+                continue
+            log(f"n={n} {name} ...")
+            raw[name] = measure_in_subprocess(name, n, threads, timeout)
+        impl = summarize(raw)
+        for name, r in impl.items():
+            if r.get("total_s", 0) > max_seconds:
+                too_slow[name] = f"{r['total_s']:.0f} s at n = {n} (over --max-seconds {max_seconds:g})"
+        result["rows"].append({"n": n, "impl": impl})
         log("\n".join(table_lines({**result, "rows": result["rows"][-1:]})))
-    result["not_run_at_larger_n"] = too_slow
     return result
 
 
-# --- reporting --------------------------------------------------------------------------
+# --- reporting ----------------------------------------------------------------------------
 def table_lines(result: dict) -> list[str]:
-    """A Markdown table of a result: one line per (n, implementation)."""
+    """A Markdown table of a result: one line per (n, model)."""
     ref = result.get("reference", REFERENCE)
     lines = [
-        f"| n | implementation | runs | ms (median) | min-max ms | x {ref} | peak MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        f"| n | model | forward s | backward s | total s | x {ref} | peak MiB | spikes / neuron-step |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         for name, r in row["impl"].items():
-            ratio = r.get(f"median_ratio_to_{ref}")
-            mem = r.get("memory", {}).get("peak_growth_mib")
+            if "error" in r:
+                lines.append(f"| {row['n']} | {r.get('label', name)} | {r['error']} | | | | | |")
+                continue
+            ratio, mem = r.get(f"total_over_{ref}"), r.get("peak_mib")
             lines.append(
-                f"| {row['n']} | {r.get('label', name)} | {r.get('runs', '')} | {r['median_ms']:.0f} | "
-                f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | "
-                f"{'' if ratio is None else f'{ratio:.2f}'} | {'' if mem is None else f'{mem:.0f}'} |"
+                f"| {row['n']} | {r.get('label', name)} | {r['forward_s']:.2f} | {r['backward_s']:.2f} | "
+                f"{r['total_s']:.2f} | {'' if ratio is None else f'{ratio:.2f}'} | "
+                f"{'' if mem is None else f'{mem:.0f}'} | {r['spikes_per_neuron_step']:.3f} |"
             )
     return lines
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="n (neurons)")
-    parser.add_argument("--reps", type=int, default=None,
-                        help=f"repetitions per size (default: {DEFAULT_REPS}, 3 for other sizes)")
-    parser.add_argument("--only", nargs="+", choices=list(IMPLEMENTATIONS), default=list(IMPLEMENTATIONS),
-                        help=f"implementations to run ({REFERENCE} always runs)")
-    parser.add_argument("--quick", action="store_true", help="n = 512 only, 3 repetitions")
-    parser.add_argument("--max-seconds", type=float, default=30.0,
-                        help="an implementation slower than this per run is run once, and not at larger n")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="n, neurons per step")
+    parser.add_argument("--only", nargs="+", choices=list(MODELS), default=list(MODELS), help="models to run")
+    parser.add_argument("--quick", action="store_true", help="n = 512 only (about a minute)")
+    parser.add_argument("--max-seconds", type=float, default=120.0,
+                        help="a model slower than this (forward+backward) is not run at larger n")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one model at one size may take")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_child:
-        name, n = args.memory_child
-        print(json.dumps(peak_memory_child(name, int(n), args.threads)))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        name, n = args.child
+        print(json.dumps(measure(name, int(n))))
         return
     if any(n < 1 for n in args.sizes):
         parser.error(f"--sizes must be positive, got {args.sizes}")
     if args.max_seconds <= 0:
         parser.error(f"--max-seconds must be positive, got {args.max_seconds}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sizes, reps = ([512], 3) if args.quick else (args.sizes, args.reps)
-    names = [REFERENCE] + [name for name in args.only if name != REFERENCE]
-    result = run(sizes, names, reps, memory=not args.no_memory, threads=args.threads,
-                 max_seconds=args.max_seconds)
-    print(f"\nB={BATCH}, T={STEPS}; {result['machine']['cpu']}, {result['machine']['threads']} threads")
+    sizes = [512] if args.quick else args.sizes
+    result = run(sizes, list(args.only), args.threads, args.max_seconds, args.timeout)
+    m = result["machine"]
+    print(f"\nB = {BATCH}, T = {STEPS}; {m['cpu']}, {m['threads']} thread(s), {result['date']}")
     print("\n".join(table_lines(result)))
     for name, why in {**result["skipped"], **result["not_run_at_larger_n"]}.items():
         print(f"{name}: {why}")

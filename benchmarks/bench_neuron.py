@@ -8,8 +8,9 @@ per-repetition ratios to the fused op):
 * ``reference``: the same call forced onto the pure-PyTorch reference (a step loop);
 * ``leaky``: ``snntorch.Leaky`` (a simpler neuron) in a Python step loop;
 * ``sj_clif``: SpikingJelly's ``ComplementaryLIFNode(step_mode="m")``, when installed;
-* ``floor``: 32 bytes per neuron-step (x, spk, saved h and m; DESIGN.md sec. 5) at this
-  machine's measured copy bandwidth: no implementation that saves h and m can be faster.
+* ``floor``: 32 bytes per neuron-step (x in, spikes out, h and m saved) at this machine's
+  measured copy bandwidth: what an implementation that saves h and m at every step moves at
+  least. The fused kernels save m every 16 steps only (24.5 bytes), so they can beat it.
 
 Plus single-step mode: ``clif_step`` in a Python loop, fused vs reference.
 
@@ -23,7 +24,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import random
 import statistics
@@ -206,6 +209,28 @@ def print_table(rows: list[dict], bandwidth: float) -> None:
           "ratio to the fused single step")
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_isa() -> str | None:
+    """The widest x86 vector extension the CPU reports (``AVX-512``, ``AVX2``), else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -230,8 +255,12 @@ def main() -> None:
     print_table(rows, bandwidth)
     result = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "date": datetime.date.today().isoformat(),
+        "isa": cpu_isa() if device.type == "cpu" else None,
+        "logical_cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "repetitions": args.reps,
         "dtype": args.dtype,
         "torch": torch.__version__,
         "backends": str(snntorch_clif.backends()),

@@ -17,16 +17,16 @@ For every thread count, neuron count N and sequence length T this times, interle
   per neuron-step (x in, spikes out, h and m saved; then the gradient in, h and m read back,
   dx out) at the bandwidth of that copy, taken in the same repetition, so that
   ``fused / floor`` is a ratio of two times measured side by side. (The kernels save m only
-  every 16 steps, so they move 24.5 bytes; the floor keeps issue 12's 32 for comparison.)
+  every 16 steps, so they move 24.5 bytes and can run below the floor.)
 
 Every column is the median over repetitions; ratios are medians of per-repetition ratios,
-robust to the machine drifting (shared VMs drift by 30-50 %). Minor page faults per call
+robust to the machine drifting (shared machines drift by 30-50 %). Minor page faults per call
 are ``getrusage`` ``ru_minflt`` deltas (exact counts, not timings). Then a call-overhead
 section times one single-step ``CLIF`` call on a ``[8, 16]`` input against ``snn.Leaky``
 (forward+backward and forward only) and a multi-step call on ``[4, 8, 16]``, and a step-loop
 section times :func:`snntorch_clif.clif_step` in a Python loop over ``x.unbind(0)`` (the fused
 op with T = 1, forward + backward) against the same loop on the reference path
-(``backends.use_reference()``), at every T and N of the sweep (issue 12, goal 3).
+(``backends.use_reference()``), at every T and N of the sweep.
 
 The numbers per neuron-step are ``time / (T * N)``; "flat" compares them across T.
 
@@ -44,6 +44,7 @@ It writes ``cpu_sweep_<k>thread(s).json`` per thread count into ``--json-dir``
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -59,7 +60,13 @@ import snntorch_clif
 from snntorch_clif import clif_sequence, surrogate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_neuron import BYTES_PER_NEURON_STEP, leaky_step_loop, make_competitors, repetition_order  # noqa: E402
+from bench_neuron import (  # noqa: E402
+    BYTES_PER_NEURON_STEP,
+    cpu_isa,
+    leaky_step_loop,
+    make_competitors,
+    repetition_order,
+)
 
 COPY_MIB = 256
 
@@ -280,7 +287,7 @@ def step_loops(Ts: list[int], Ns: list[int], reps: int) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Flatness across T and the floor ratios, per N (the goals of issue 12)."""
+    """Flatness across T (max / min cost per neuron-step) and the floor ratios, per N."""
     out: dict = {}
     for n in sorted({r["N"] for r in rows}):
         sub = [r for r in rows if r["N"] == n]
@@ -380,6 +387,8 @@ def main() -> None:
             "benchmark": "bench_sweep.py",
             "device": "cpu",
             "device_name": cpu_name(),
+            "date": datetime.date.today().isoformat(),
+            "isa": cpu_isa(),
             "cpu_count": os.cpu_count(),
             "threads": threads,
             "dtype": "float32",
