@@ -40,12 +40,15 @@ extensions = [
     "nbsphinx",
     "sphinx-mathjax-offline",  # serves MathJax from _static: the site works offline
     "clif_docs",
-    "clif_libraries",  # the SNN-library comparison (benchmarks/bench_libraries.py)
+    "clif_benchmarks",  # the benchmark page's tables and figures (benchmarks/plot_results.py)
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 root_doc = "index"
+
+# Curly quotes yes, but no dashes or ellipses: ``--max-seconds`` in running text stays two hyphens.
+smartquotes_action = "q"
 
 # --- HTML -----------------------------------------------------------------------------
 html_theme = "furo"
@@ -65,6 +68,8 @@ napoleon_use_rtype = False
 # --- notebooks: rendered from their committed outputs, never executed here --------------
 nbsphinx_execute = "never"
 nbsphinx_allow_errors = False
+# The notebooks have no widgets: no require.js (nbsphinx would load it from a CDN; the site works offline).
+nbsphinx_requirejs_path = ""
 nbsphinx_prolog = r"""
 {% set docname = env.doc2path(env.docname, base=None) | string %}
 .. note::

@@ -1,13 +1,12 @@
 """Sphinx directives that write parts of the site from the code and the data while it builds.
 
-* ``.. clif-api::`` documents every public object of :mod:`snntorch_clif`: the names the
-  package exports (``snntorch_clif.__all__``), then every public submodule (each name in
-  its ``__all__``, or every public function and class it defines) that is not one of the
-  exports already shown. A module added to the package appears without editing the page.
-* ``.. clif-benchmarks::`` renders a table from each results file written by
-  ``benchmarks/bench_neuron.py --json`` or ``benchmarks/bench_gpu.py`` (``benchmarks/results/*.json``
-  or ``benchmarks/*.json``), or says where the numbers come from when there is none. Files
-  whose rows carry ``bytes_per_s`` (the GPU benchmark) get a GB/s column.
+* ``.. clif-api::`` documents the public API of :mod:`snntorch_clif`: the names the package
+  exports (``snntorch_clif.__all__``), then each public module (the modules the package
+  exports, and ``PUBLIC_MODULES``), with the names in its ``__all__`` less the internals named
+  in ``INTERNAL_NAMES``. Every other submodule is internal and listed in ``INTERNAL_MODULES``;
+  ``tests/test_docs.py`` fails on a submodule that is in neither list.
+* ``.. clif-gpu-results::`` renders a table from each ``benchmarks/results/gpu_*.json`` written
+  by ``benchmarks/bench_gpu.py``, with a GB/s column, or says that none is committed.
 * ``.. clif-cuda-resources::`` renders ``benchmarks/results/cuda_resources_<arch>.json``
   (``benchmarks/cuda_resources.py``): registers and local memory of the compiled CUDA kernels.
 
@@ -32,26 +31,43 @@ from sphinx.util.nodes import nested_parse_with_titles
 
 PACKAGE = "snntorch_clif"
 ROOT = Path(__file__).resolve().parents[2]
-RESULT_GLOBS = ("benchmarks/results/*.json", "benchmarks/*.json")
+GPU_RESULTS = "benchmarks/results/gpu_*.json"
+# public modules beyond those the package exports (snntorch_clif.__all__)
+PUBLIC_MODULES = ("recipes",)
+# submodules whose public objects are exported at the top (documented there), and internals
+INTERNAL_MODULES = ("build", "demo", "neuron", "ops", "recurrent", "swap")
+# names in a public module's __all__ that are not for users
+INTERNAL_NAMES = {
+    "backends": ("cuda_arch_problem", "fused_unsupported_reason"),
+    "convert": ("install_export_guard",),
+    "recipes": ("main",),
+}
 
 
 # --- API ------------------------------------------------------------------------------
-def public_submodules(package: ModuleType) -> list[str]:
-    """Names of the package's public submodules (no leading underscore), sorted."""
+def public_modules(package: ModuleType) -> list[str]:
+    """The public submodules: those the package exports, then ``PUBLIC_MODULES``."""
+    exported = [name for name in package.__all__ if inspect.ismodule(getattr(package, name))]
+    return exported + [name for name in PUBLIC_MODULES if name not in exported]
+
+
+def submodules(package: ModuleType) -> list[str]:
+    """Every submodule without a leading underscore, sorted."""
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
 def module_public_names(module: ModuleType) -> list[str]:
-    """``__all__`` if the module has one, else the public functions and classes it defines."""
+    """``__all__`` (or the public functions and classes it defines) less ``INTERNAL_NAMES``."""
     names = getattr(module, "__all__", None)
-    if names is not None:
-        return list(names)
-    return [
-        name for name, obj in vars(module).items()
-        if not name.startswith("_")
-        and (inspect.isfunction(obj) or inspect.isclass(obj))
-        and getattr(obj, "__module__", None) == module.__name__
-    ]
+    if names is None:
+        names = [
+            name for name, obj in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and getattr(obj, "__module__", None) == module.__name__
+        ]
+    hidden = INTERNAL_NAMES.get(module.__name__.rpartition(".")[2], ())
+    return [name for name in names if name not in hidden]
 
 
 def _directive_for(obj: object) -> str:
@@ -63,7 +79,7 @@ def _directive_for(obj: object) -> str:
 
 
 def api_rst() -> list[str]:
-    """The reStructuredText of the whole API reference."""
+    """The reStructuredText of the API reference."""
     package = importlib.import_module(PACKAGE)
     exported = {name: getattr(package, name) for name in package.__all__}
     top = {name: obj for name, obj in exported.items() if not inspect.ismodule(obj)}
@@ -81,25 +97,19 @@ def api_rst() -> list[str]:
         if inspect.isclass(obj):
             lines += ["   :members:"]
         lines += [""]
-    for short in public_submodules(package):
+    for short in public_modules(package):
         module = importlib.import_module(f"{PACKAGE}.{short}")
-        already = [n for n in module_public_names(module)
-                   if any(getattr(module, n, None) is obj for obj in top.values())]
-        title = f"``{PACKAGE}.{short}``"
-        lines += [title, "-" * len(title), "", f".. automodule:: {PACKAGE}.{short}"]
         names = module_public_names(module)
-        # autodoc's automodule skips some undocumented data (tuples, None): list data explicitly
-        data = [n for n in names if n not in already and _directive_for(getattr(module, n, None)) == "autodata"]
-        if getattr(module, "__all__", None) is not None:
-            lines += ["   :members:", "   :undoc-members:"]  # autodoc follows __all__
-        elif names:
-            lines += [f"   :members: {', '.join(names)}", "   :undoc-members:"]
-        if already or data:
-            lines += [f"   :exclude-members: {', '.join(already + data)}"]
-        lines += [""]
-        for name in data:
-            lines += [f".. autodata:: {PACKAGE}.{short}.{name}", ""]
-        lines += [""]
+        already = [n for n in names if any(getattr(module, n, None) is obj for obj in top.values())]
+        own = [n for n in names if n not in already]
+        title = f"``{PACKAGE}.{short}``"
+        lines += [title, "-" * len(title), "", f".. automodule:: {PACKAGE}.{short}", ""]
+        for name in own:
+            obj = getattr(module, name)
+            lines += [f".. {_directive_for(obj)}:: {PACKAGE}.{short}.{name}"]
+            if inspect.isclass(obj):
+                lines += ["   :members:"]
+            lines += [""]
         if already:
             refs = ", ".join(f":obj:`{PACKAGE}.{n}`" for n in already)
             lines += [f"Also defined here, documented above: {refs}.", ""]
@@ -107,7 +117,7 @@ def api_rst() -> list[str]:
 
 
 class ClifApi(SphinxDirective):
-    """``.. clif-api::``: the full API reference of :mod:`snntorch_clif`."""
+    """``.. clif-api::``: the API reference of :mod:`snntorch_clif`."""
 
     has_content = False
 
@@ -118,15 +128,10 @@ class ClifApi(SphinxDirective):
         return container.children
 
 
-# --- benchmarks -----------------------------------------------------------------------
+# --- GPU results -------------------------------------------------------------------------
 def result_files() -> list[Path]:
-    found: dict[Path, None] = {}
-    for pattern in RESULT_GLOBS:
-        for path in sorted(ROOT.glob(pattern)):
-            # bench_libraries.py's (clif_libraries.py renders them) and cuda_resources.py's (below)
-            if not path.name.startswith(("libraries_", "cuda_resources_")):
-                found[path] = None
-    return list(found)
+    """The committed results of ``bench_gpu.py``, sorted by name."""
+    return sorted(ROOT.glob(GPU_RESULTS))
 
 
 def _ratio(impl: dict) -> str:
@@ -178,9 +183,9 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
         return [
             ".. note::",
             "",
-            "   No benchmark results are committed yet. The numbers on this page come from",
-            "   ``python benchmarks/bench_neuron.py --json benchmarks/results/<machine>.json``,",
-            "   and the site renders every such file when it builds.",
+            "   No GPU results are committed: the CUDA kernel has not been timed on a GPU yet.",
+            "   ``make gpu-check`` on a machine with one writes ``benchmarks/results/gpu_<device>_<dtype>.json``,",
+            "   and this page renders every such file when the site builds.",
             "",
         ]
     lines: list[str] = []
@@ -192,9 +197,10 @@ def benchmark_rst(paths: list[Path]) -> list[str]:
             result = json.loads(path.read_text())
             rows = _table_rows(result)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            lines += [f"*Not shown: this file is not a bench_neuron.py result ({type(exc).__name__}).*", ""]
+            lines += [f"*Not shown: this file is not a bench_gpu.py result ({type(exc).__name__}).*", ""]
             continue
         facts = [
+            ("date", result.get("date")),
             ("device", result.get("device_name") or result.get("device")),
             ("threads", result.get("threads")),
             ("capability", result.get("capability")),
@@ -247,8 +253,8 @@ class ResultFilesDirective(SphinxDirective):
         return container.children
 
 
-class ClifBenchmarks(ResultFilesDirective):
-    """``.. clif-benchmarks::``: tables from the committed benchmark results."""
+class ClifGpuResults(ResultFilesDirective):
+    """``.. clif-gpu-results::``: tables from the committed ``bench_gpu.py`` results."""
 
     def files(self) -> list[Path]:
         return result_files()
@@ -296,5 +302,5 @@ class ClifCudaResources(ResultFilesDirective):
 def setup(app: Sphinx) -> dict:
     app.add_directive("clif-api", ClifApi)
     app.add_directive("clif-cuda-resources", ClifCudaResources)
-    app.add_directive("clif-benchmarks", ClifBenchmarks)
+    app.add_directive("clif-gpu-results", ClifGpuResults)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
