@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -261,6 +262,8 @@ def main() -> None:
         "logical_cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "repetitions": args.reps,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "dtype": args.dtype,
         "torch": torch.__version__,
         "backends": str(snntorch_clif.backends()),

@@ -349,6 +349,7 @@ def main() -> None:
     parser.add_argument("--no-steps", action="store_true", help="skip the step-loop section")
     parser.add_argument("--json-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     for name in ("T", "N", "threads"):
         if any(v < 1 for v in getattr(args, name) or [1]):
             parser.error(f"--{name} values must be positive")
@@ -398,6 +399,8 @@ def main() -> None:
             "copy_bandwidth_bytes_per_s": statistics.median(r["copy_bandwidth_bytes_per_s"] for r in rows),
             "bytes_per_neuron_step_floor": BYTES_PER_NEURON_STEP,
             "repetitions": reps,
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "rows": rows,
             "summary": summary,
             "call_overhead": overhead,

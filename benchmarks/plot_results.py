@@ -45,7 +45,8 @@ def load(name: str, results: Path = RESULTS) -> Optional[dict]:
 
 
 def machine_line(result: dict, threads: bool = True) -> str:
-    """When and where a result ran: '2026-12-07, Intel Xeon (AVX-512, 2 cores), 1 thread, torch 2.14.1'."""
+    """When and where a result ran: '2026-12-07, Intel Xeon (AVX-512, 2 cores), 1 thread, torch 2.14.1,
+    load average 0.3 at the start' (the load: what else the machine was running)."""
     machine = result.get("machine", {})
     cpu = machine.get("cpu") or result.get("device_name") or result.get("device", "?")
     isa = machine.get("isa") or result.get("isa")
@@ -56,7 +57,11 @@ def machine_line(result: dict, threads: bool = True) -> str:
     parts = [result.get("date", "undated"), f"{cpu} ({details})" if details else cpu]
     if threads:
         parts.append(f"{count} thread{'s' if count != 1 else ''}")
-    return ", ".join(parts + [f"torch {torch_version}"])
+    parts.append(f"torch {torch_version}")
+    load = machine.get("load_average_at_start") or result.get("load_average_at_start")
+    if isinstance(load, list) and load:
+        parts.append(f"load average {load[0]:.1f} at the start")
+    return ", ".join(parts)
 
 
 # --- bench_sweep.py: cost per neuron-step over T ----------------------------------------------

@@ -36,7 +36,7 @@ def fake_result() -> dict:
         "benchmark": "open_neuromorphic", "date": "2027-01-02",
         "shape": {"batch": 16, "steps": 500},
         "machine": {"cpu": "Fake CPU 9000", "isa": "AVX-512", "logical_cores": 2, "threads": 1,
-                    "versions": {"torch": "2.x"}},
+                    "load_average_at_start": [3.5, 3.0, 2.0], "versions": {"torch": "2.x"}},
         "reference": "clif_multi",
         "not_run_at_larger_n": {"snntorch": "30 s at n = 4096 (over --max-seconds 20)"},
         "rows": [{"n": 4096, "impl": bl.summarize(fake_raw())}],
@@ -213,7 +213,8 @@ def test_tables_carry_the_date_machine_and_numbers(results: Path):
     assert "| 2 | 131,072 | 6.00 (3.00) | 4.00 (2.00) |" in sweep
     assert "`CLIF` 50 us, `snn.Leaky` 150 us (0.33x)" in sweep
     lib = "\n".join(plot_results.table_open_neuromorphic(results))
-    assert "Measured 2027-01-02, Fake CPU 9000 (AVX-512, 2 cores), 1 thread, torch 2.x; batch 16, T = 500." in lib
+    assert ("Measured 2027-01-02, Fake CPU 9000 (AVX-512, 2 cores), 1 thread, torch 2.x, load average 3.5 at the "
+            "start; batch 16, T = 500.") in lib
     assert f"| 4,096 | {bl.MODELS['snntorch'].label} | 12.00 | 16.00 | 7.00 | 2100 | 0.050 |" in lib
     assert "`snntorch` was not run at larger n: 30 s at n = 4096" in lib
     assert plot_results.table_neuron(results) == ["*No bench_neuron.py result committed.*"]
