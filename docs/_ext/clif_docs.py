@@ -283,10 +283,22 @@ def cuda_resources_rst(paths: list[Path]) -> list[str]:
         lines += [f"``{path.relative_to(ROOT).as_posix()}``: compiled for {result['arch']}"
                   + (f" by {result['nvcc']}" if result.get("nvcc") else "") + ".", ""]
         lines += [".. list-table::", "   :header-rows: 1", ""]
-        for row in [list(module.SUMMARY_HEADER), *module.summary_rows(result["kernels"])]:
-            lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+        lines += ["   * - kernel", "     - dtype", "     - neurons per thread", "     - offsets", "     - registers",
+                  "     - blocks per SM", "     - local memory: stack B / spill B / LDL+STL", "     - SASS instructions"]
+        for row in module.summary_rows(result["kernels"]):
+            cells = _narrow(module.SUMMARY_HEADER, row)
+            lines += [f"   * - {cells[0]}"] + [f"     - {cell}" for cell in cells[1:]]
         lines += [""]
     return lines
+
+
+def _narrow(header: tuple[str, ...], row: list[str]) -> list[str]:
+    """A ``cuda_resources.summary_rows`` row in the page's narrower columns: the three
+    local-memory columns in one ("stack B / spill B / LDL+STL"), no instance count."""
+    cell = dict(zip(header, row))
+    local = " / ".join(cell[k] for k in ("stack B", "spill B", "LDL+STL"))
+    return [cell["kernel"], cell["dtype"], cell["neurons/thread"], cell["offsets"], cell["registers"],
+            cell["blocks/SM"], local, cell["SASS instructions"]]
 
 
 class ClifCudaResources(ResultFilesDirective):
