@@ -15,8 +15,8 @@ saved h and m: what a fused kernel that saves h and m must move at least), next 
 device's measured copy bandwidth (the ``floor`` row: those 32 bytes at that bandwidth).
 
 One JSON file per dtype, ``benchmarks/results/gpu_<device>_<dtype>.json``, in the schema of
-``bench_neuron.py`` (the documentation's benchmark page renders both). Without a GPU the
-script exits with status 2 and says so.
+``bench_neuron.py``; the documentation's benchmarks page renders every such file. Without a
+GPU the script exits with status 2 and says so.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ temporary directory, with a fresh environment so that every page is read again a
 warning hides in a cache), then:
 
 * the API page documents every public object of :mod:`snntorch_clif`;
-* headless Chromium loads the home page, the API page and a tutorial page from a local
-  HTTP server and the rendered DOM has the page's title, code blocks, plot images and
+* headless Chromium loads the home page, the API page, a tutorial page and the benchmarks
+  page from a local HTTP server and the rendered DOM has the page's title, code blocks, plot images and
   typeset math;
 * every same-origin link and asset on those pages answers HTTP 200 (and in-page anchors
   exist), and every local link of every built page points at a file that exists;
@@ -50,6 +50,7 @@ PAGES = {  # page -> (words its <title> and <h1> contain, has plot images, has m
     "index.html": ("snntorch-clif", False, False),
     "api.html": ("API reference", False, True),
     "tutorials/01_clif_neuron.html": ("The CLIF neuron", True, True),
+    "benchmarks.html": ("Benchmarks", True, True),
 }
 
 
