@@ -379,11 +379,12 @@ def machine_description(threads: Optional[int] = None) -> dict:
 
 
 def run(sizes: list[int], names: list[str], threads: Optional[int], max_seconds: float, timeout: float,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, save: Optional[Callable[[dict], None]] = None) -> dict:
     """The whole benchmark, one subprocess per model and size; the result as written to JSON.
 
     A model whose forward+backward took more than ``max_seconds`` at one size is not run at
-    the larger ones.
+    the larger ones. ``save`` is called with the result so far after each size (a long run
+    that is stopped keeps the sizes it finished).
     """
     names, skipped = available(names)
     result: dict = {
@@ -413,6 +414,8 @@ def run(sizes: list[int], names: list[str], threads: Optional[int], max_seconds:
                 too_slow[name] = f"{r['total_s']:.0f} s at n = {n} (over --max-seconds {max_seconds:g})"
         result["rows"].append({"n": n, "impl": impl})
         log("\n".join(table_lines({**result, "rows": result["rows"][-1:]})))
+        if save:
+            save(result)
     return result
 
 
@@ -461,14 +464,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.max_seconds <= 0:
         parser.error(f"--max-seconds must be positive, got {args.max_seconds}")
     sizes = [512] if args.quick else args.sizes
-    result = run(sizes, list(args.only), args.threads, args.max_seconds, args.timeout)
+
+    def save(result: dict) -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+    result = run(sizes, list(args.only), args.threads, args.max_seconds, args.timeout, save=save)
     m = result["machine"]
     print(f"\nB = {BATCH}, T = {STEPS}; {m['cpu']}, {m['threads']} thread(s), {result['date']}")
     print("\n".join(table_lines(result)))
     for name, why in {**result["skipped"], **result["not_run_at_larger_n"]}.items():
         print(f"{name}: {why}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 
