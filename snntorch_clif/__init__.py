@@ -14,7 +14,7 @@ from . import backends, convert, functional, reference, surrogate
 from .functional import CLIFOutput, clif_sequence, clif_step
 from .neuron import CLIF, SilentLayerWarning, detach, reset
 from .recurrent import RCLIF
-from .swap import DropInCLIF, from_leaky
+from .swap import DropInCLIF, DropInRCLIF, from_leaky
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "CLIFOutput",
     "RCLIF",
     "DropInCLIF",
+    "DropInRCLIF",
     "SilentLayerWarning",
     "backends",
     "clif_sequence",

@@ -47,16 +47,50 @@ from torch import Tensor, nn
 
 from .functional import broadcasts_to
 from .neuron import CLIF
+from .recurrent import RCLIF
 from .surrogate import SpikeGrad, rectangle, resolve
 
-__all__ = ["DropInCLIF", "from_leaky"]
+__all__ = ["DropInCLIF", "DropInRCLIF", "from_leaky"]
 
 #: ``snn.Leaky`` options that :class:`DropInCLIF` takes under the same name.
 _COPIED_OPTIONS = ("init_hidden", "inhibition", "output", "reset_mechanism", "state_quant")
 _VALUES = ("beta", "threshold", "graded_spikes_factor")
 
 
-class DropInCLIF(CLIF):
+class _LeakySignature:
+    """snnTorch's one-membrane call signature over a CLIF layer; ``comp`` stays on the module."""
+
+    _returns_comp: ClassVar[bool] = False
+    _kept: Any
+
+    def _comp_for(self, mem: Tensor) -> Tensor:
+        # comp carries on only where mem is what this layer returned last (or a detached alias)
+        kept = self._kept
+        if mem.numel() == 0 or kept.comp.shape != mem.shape:
+            return kept.comp.new_zeros(0)
+        if mem is kept.mem:
+            return kept.comp
+        if torch.compiler.is_compiling() or kept.mem.numel() == 0 or mem.data_ptr() != kept.mem.data_ptr():
+            return kept.comp.new_zeros(0)
+        return kept.comp if mem.requires_grad else kept.comp.detach()
+
+    def _leaky_mem(self, mem: object, input_: object, multi: bool) -> Tensor:
+        """``mem`` as snn.Leaky takes it: checked, and empty (zeros) when its shape cannot serve."""
+        if not isinstance(mem, Tensor):
+            raise TypeError(f"mem must be a torch.Tensor or None, got {type(mem).__name__}")
+        shape = getattr(input_, "shape", None)
+        if multi and shape is not None:
+            shape = shape[1:]
+        if shape is not None and mem.numel() > 1 and not broadcasts_to(mem.shape, shape):
+            return mem.new_zeros(0)  # snn.Leaky starts a state of another shape over from zeros
+        return mem
+
+    @staticmethod
+    def _without_comp(out: Union[Tensor, tuple[Tensor, ...]]) -> Union[Tensor, tuple[Tensor, Tensor]]:
+        return out if isinstance(out, Tensor) else (out[0], out[-1])
+
+
+class DropInCLIF(_LeakySignature, CLIF):
     r"""CLIF with ``snn.Leaky``'s call signature: one state in, one state out.
 
     The neuron is :class:`~snntorch_clif.CLIF`'s, exactly (same spikes, states and
@@ -87,41 +121,14 @@ class DropInCLIF(CLIF):
         torch.Size([2, 3])
     """
 
-    _returns_comp: ClassVar[bool] = False
-
     def forward(self, input_: Tensor, mem: Optional[Tensor] = None) -> Union[Tensor, tuple[Tensor, Tensor]]:  # type: ignore[override]
         """Advance one step (or a ``[T, ...]`` sequence with ``step_mode="multi"``) from ``mem``."""
         if mem is None:
-            return super().forward(input_)
+            return self._without_comp(CLIF.forward(self, input_))
         if self.init_hidden:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
-        if not isinstance(mem, Tensor):
-            raise TypeError(f"mem must be a torch.Tensor or None, got {type(mem).__name__}")
-        shape = input_.shape[1:] if self.step_mode == "multi" and isinstance(input_, Tensor) else getattr(
-            input_, "shape", None
-        )
-        if shape is not None and mem.numel() > 0 and not broadcasts_to(mem.shape, shape) and mem.numel() != 1:
-            mem = mem.new_zeros(0)  # snn.Leaky starts a state of another shape over from zeros
-        comp = self._comp_for(mem)
-        return super().forward(input_, comp, mem)
-
-    def _comp_for(self, mem: Tensor) -> Tensor:
-        # comp carries on only where mem is what this layer returned last (or a detached alias)
-        kept = self._kept
-        if mem.numel() == 0 or kept.comp.shape != mem.shape:
-            return kept.comp.new_zeros(0)
-        if mem is kept.mem:
-            return kept.comp
-        if torch.compiler.is_compiling() or mem.data_ptr() != kept.mem.data_ptr() or kept.mem.numel() == 0:
-            return kept.comp.new_zeros(0)
-        return kept.comp if mem.requires_grad else kept.comp.detach()
-
-    def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor]]:  # type: ignore[override]
-        if not torch.compiler.is_compiling():
-            self._watch_silence(spk)
-        if self.init_hidden and not self.output:
-            return spk
-        return spk, mem
+        mem = self._leaky_mem(mem, input_, self.step_mode == "multi")
+        return self._without_comp(CLIF.forward(self, input_, self._comp_for(mem), mem))
 
     def reset_mem(self) -> Tensor:  # type: ignore[override]
         """Reset both states and return ``mem``: an empty tensor, which means zeros.
@@ -132,8 +139,7 @@ class DropInCLIF(CLIF):
             >>> mem = lif.reset_mem()
             >>> spk, mem = lif(torch.rand(2, 3), mem)
         """
-        super().reset_mem()
-        return self._kept.mem
+        return CLIF.reset_mem(self)[1]
 
     def init_leaky(self) -> Tensor:  # type: ignore[override]
         """snnTorch's older name of :meth:`reset_mem`."""
@@ -141,10 +147,64 @@ class DropInCLIF(CLIF):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        beta = self._buffers.get("beta")
-        if beta is not None:  # snn.Leaky clamps beta to [0, 1] in every step; a fixed CLIF beta must lie there
-            with torch.no_grad():
-                beta.clamp_(0, 1)
+        _clamp_fixed_beta(self)
+
+
+class DropInRCLIF(_LeakySignature, RCLIF):
+    r"""RCLIF with ``snn.RLeaky``'s call signature: ``spk, mem = rlif(x, spk, mem)``.
+
+    The neuron is :class:`~snntorch_clif.RCLIF`'s (CLIF with spike feedback,
+    :math:`h_t = \beta u_{t-1} + x_t + \mathcal{W}(s_{t-1})`); ``comp`` lives on the
+    module as in :class:`DropInCLIF`. ``spk, mem = rlif.reset_mem()`` (or
+    ``init_rleaky()``) returns empty states, which mean zeros. :func:`from_leaky` builds
+    these from a model's ``snn.RLeaky`` layers.
+
+    Example::
+
+        >>> import torch
+        >>> from snntorch_clif.swap import DropInRCLIF
+        >>> rlif = DropInRCLIF(beta=0.9, linear_features=3)
+        >>> spk, mem = rlif.init_rleaky()
+        >>> for x in torch.rand(5, 2, 3):
+        ...     spk, mem = rlif(x, spk, mem)
+        >>> spk.shape, rlif.comp.shape
+        (torch.Size([2, 3]), torch.Size([2, 3]))
+    """
+
+    def forward(  # type: ignore[override]
+        self, input_: Tensor, spk: Optional[Tensor] = None, mem: Optional[Tensor] = None
+    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+        """Advance one step (or a ``[T, ...]`` sequence) from the last spike ``spk`` and ``mem``."""
+        if spk is None and mem is None:
+            return self._without_comp(RCLIF.forward(self, input_))
+        if self.init_hidden:
+            raise TypeError("`spk` and `mem` should not be passed as arguments while `init_hidden=True`")
+        if spk is None or mem is None:
+            raise TypeError("pass both `spk` and `mem` (as snn.RLeaky's `spk, mem = rlif(x, spk, mem)`), or neither")
+        mem = self._leaky_mem(mem, input_, self.step_mode == "multi")
+        if mem.numel() == 0 and isinstance(spk, Tensor):
+            spk = spk.new_zeros(0)  # starting over: no spike to feed back
+        return self._without_comp(RCLIF.forward(self, input_, spk, self._comp_for(mem), mem))
+
+    def reset_mem(self) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """Reset the states and return ``(spk, mem)``: empty tensors, which mean zeros."""
+        spk, _, mem = RCLIF.reset_mem(self)
+        return spk, mem
+
+    def init_rleaky(self) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """snnTorch's older name of :meth:`reset_mem`."""
+        return self.reset_mem()
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        _clamp_fixed_beta(self)
+
+
+def _clamp_fixed_beta(layer: CLIF) -> None:
+    beta = layer._buffers.get("beta")
+    if beta is not None:  # snnTorch clamps beta to [0, 1] in every step; a fixed CLIF beta must lie there
+        with torch.no_grad():
+            beta.clamp_(0, 1)
 
 
 def _surrogate_for(leaky: snn.Leaky, spike_grad: Union[str, SpikeGrad]) -> tuple[SpikeGrad, bool]:
@@ -162,9 +222,18 @@ def _surrogate_for(leaky: snn.Leaky, spike_grad: Union[str, SpikeGrad]) -> tuple
     return resolve(spike_grad), False
 
 
-def _drop_in(leaky: snn.Leaky, name: str, memo: dict, spike_grad: Union[str, SpikeGrad], reset_delay: bool) -> DropInCLIF:
-    """A :class:`DropInCLIF` with ``leaky``'s options and values (copied through ``memo``)."""
+_CONVERTED = (snn.Leaky, snn.RLeaky)  # exactly these classes; subclasses may change the dynamics
+
+
+def _drop_in(
+    leaky: Union[snn.Leaky, snn.RLeaky], name: str, memo: dict, spike_grad: Union[str, SpikeGrad], reset_delay: bool
+) -> Union[DropInCLIF, DropInRCLIF]:
+    """A :class:`DropInCLIF` (or :class:`DropInRCLIF`) with ``leaky``'s options and values."""
     surrogate, disabled = _surrogate_for(leaky, spike_grad)
+    if isinstance(leaky, snn.RLeaky):
+        rclif = DropInRCLIF.from_rleaky(leaky, spike_grad=surrogate, surrogate_disable=disabled, reset_delay=reset_delay)
+        _clamp_fixed_beta(rclif)
+        return rclif.train(leaky.training)
     options = {option: getattr(leaky, option) for option in _COPIED_OPTIONS}
     if options["state_quant"] is not False and not callable(options["state_quant"]):
         raise ValueError(
@@ -208,7 +277,7 @@ def _other_neurons(model: nn.Module) -> list[str]:
     return [
         f"{name or '<model>'} ({type(module).__name__})"
         for name, module in model.named_modules()
-        if isinstance(module, snn.SpikingNeuron) and type(module) is not snn.Leaky and not isinstance(module, CLIF)
+        if isinstance(module, snn.SpikingNeuron) and type(module) not in _CONVERTED and not isinstance(module, CLIF)
     ]
 
 
@@ -220,7 +289,8 @@ def from_leaky(
 ) -> nn.Module:
     r"""A copy of ``model`` with every ``snn.Leaky`` (nested ones too) replaced by a :class:`DropInCLIF`.
 
-    Each CLIF takes its Leaky's ``beta`` (scalar or per-neuron; a learnable one stays an
+    Every ``snn.RLeaky`` becomes a :class:`DropInRCLIF` the same way (its recurrent weights
+    and ``V`` carried over, see :meth:`~snntorch_clif.RCLIF.from_rleaky`). Each CLIF takes its Leaky's ``beta`` (scalar or per-neuron; a learnable one stays an
     ``nn.Parameter``, with its current value), ``threshold``, ``graded_spikes_factor`` and
     their ``learn_*`` flags, ``reset_mechanism``, ``init_hidden``, ``output``,
     ``inhibition`` and ``state_quant``, so a trained Leaky model's ``state_dict`` loads into
@@ -236,7 +306,7 @@ def from_leaky(
     Args:
         model: the network (or a single ``snn.Leaky``). It is not modified.
         readout: the layers whose membrane the loss reads: ``"last"`` (default: the last
-            ``snn.Leaky`` in ``model.named_modules()`` order, the output layer of a
+            ``snn.Leaky`` or ``snn.RLeaky`` in ``model.named_modules()`` order, the output layer of a
             feed-forward model), ``"none"`` / ``None``, or the layers' names as
             ``named_modules()`` gives them. A layer trained only on its spikes
             (``ce_rate_loss``, ``mse_count_loss``) learns as well either way.
@@ -244,8 +314,9 @@ def from_leaky(
             snnTorch's ``atan`` when it had none), ``"paper"`` (the paper's rectangle, the
             plain :class:`~snntorch_clif.CLIF` default), or one surrogate for every layer.
 
-    Other neurons (``snn.Synaptic``, ``snn.RLeaky``, ...) stay in place, named in a
-    warning; a model without ``snn.Leaky`` layers is returned as it is, with a warning.
+    Other neurons (``snn.Synaptic``, ``snn.Alpha``, subclasses of ``snn.Leaky``, ...) stay
+    in place, named in a warning; a model without ``snn.Leaky`` or ``snn.RLeaky`` layers is
+    returned as it is, with a warning.
     Learnable ``beta`` outside [0, 1] is clamped in the forward pass, as ``snn.Leaky``
     does; a fixed one is clamped once here.
 
@@ -263,15 +334,15 @@ def from_leaky(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    leakies = [(name, module) for name, module in model.named_modules() if type(module) is snn.Leaky]
+    leakies = [(name, module) for name, module in model.named_modules() if type(module) in _CONVERTED]
     others = _other_neurons(model)
     if others:
         warnings.warn(
-            f"from_leaky converts snn.Leaky layers only; these neurons stay as they are: {', '.join(others)}",
+            f"from_leaky converts snn.Leaky and snn.RLeaky layers only; these neurons stay as they are: {', '.join(others)}",
             stacklevel=2,
         )
     if not leakies:
-        warnings.warn("from_leaky: the model has no snn.Leaky layer; it is returned unchanged", stacklevel=2)
+        warnings.warn("from_leaky: the model has no snn.Leaky or snn.RLeaky layer; it is returned unchanged", stacklevel=2)
         return model
     names = [name for name, _ in leakies]
     delayed = _readout_names(readout, names)
@@ -280,7 +351,7 @@ def from_leaky(
     for name, leaky in leakies:
         if id(leaky) not in converted:  # a layer used twice is converted once
             converted[id(leaky)] = _drop_in(leaky, name, memo, spike_grad, reset_delay=name in delayed)
-    if isinstance(model, snn.Leaky):
+    if type(model) in _CONVERTED:
         return converted[id(model)]
     memo.update(converted)  # deepcopy puts each converted layer where its Leaky was
     try:

@@ -148,7 +148,7 @@ def test_snntorch_backprop_unpacks_two_values() -> None:
 
 def test_no_leaky_layer_returns_the_model_and_says_so() -> None:
     model = nn.Sequential(nn.Linear(2, 2))
-    with pytest.warns(UserWarning, match="no snn.Leaky layer"):
+    with pytest.warns(UserWarning, match="no snn.Leaky or snn.RLeaky layer"):
         assert from_leaky(model) is model
 
 
@@ -190,3 +190,50 @@ def test_silent_output_layer_warns_once_with_the_fix() -> None:
         net.eval()
         for _ in range(1500):
             net(x)
+
+
+class RecurrentNet(nn.Module):
+    """An snn.RLeaky layer stepped as snnTorch's docs step it (explicit spk and mem)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 5)
+        self.rlif1 = snn.RLeaky(beta=0.9, linear_features=5, learn_beta=True)
+        self.fc2 = nn.Linear(5, 3)
+        self.lif2 = snn.Leaky(beta=0.9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spk1, mem1 = self.rlif1.init_rleaky()
+        mem2 = self.lif2.init_leaky()
+        mems = []
+        for step in range(x.shape[0]):
+            spk1, mem1 = self.rlif1(self.fc1(x[step]), spk1, mem1)
+            _, mem2 = self.lif2(self.fc2(spk1), mem2)
+            mems.append(mem2)
+        return torch.stack(mems)
+
+
+def test_rleaky_becomes_a_drop_in_rclif_with_its_weights() -> None:
+    torch.manual_seed(3)
+    net = RecurrentNet()
+    clif_net = from_leaky(net)
+    assert type(clif_net.rlif1) is snntorch_clif.DropInRCLIF and not clif_net.rlif1.reset_delay
+    assert clif_net.lif2.reset_delay  # the last layer is the read-out
+    assert isinstance(clif_net.rlif1.beta, nn.Parameter)
+    assert torch.equal(clif_net.rlif1.recurrent.weight, net.rlif1.recurrent.weight)
+    clif_net.load_state_dict(net.state_dict())
+    x = torch.rand(8, 4, 6) * 3
+    out = clif_net(x)
+    # the same steps through RCLIF's own three-state signature
+    rclif = snntorch_clif.RCLIF.from_rleaky(net.rlif1, reset_delay=False, spike_grad=surrogate.atan())
+    readout = CLIF(beta=0.9, spike_grad=surrogate.atan(), reset_delay=True)
+    spk, comp, mem = rclif.reset_mem()
+    c2, m2 = readout.reset_mem()
+    expected = []
+    for step in range(x.shape[0]):
+        spk, comp, mem = rclif(clif_net.fc1(x[step]), spk, comp, mem)
+        _, c2, m2 = readout(clif_net.fc2(spk), c2, m2)
+        expected.append(m2)
+    torch.testing.assert_close(out, torch.stack(expected), rtol=0, atol=0)
+    out.sum().backward()
+    assert clif_net.rlif1.recurrent.weight.grad.abs().sum() > 0
