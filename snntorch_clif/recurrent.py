@@ -155,11 +155,13 @@ class RCLIF(CLIF):
     the rectangle surrogate, and ``reset_delay=False``. :meth:`from_rleaky` copies an
     RLeaky's settings and weights.
 
+    ``beta``, ``threshold``, ``spike_grad``, ``surrogate_disable``, ``init_hidden``,
+    ``inhibition``, ``learn_beta``, ``learn_threshold``, ``reset_mechanism``,
+    ``state_quant``, ``output``, ``reset_delay``, ``graded_spikes_factor``,
+    ``learn_graded_spikes_factor``, ``step_mode`` and ``state_sequences`` are
+    :class:`~snntorch_clif.CLIF`'s arguments. The recurrent connection's:
+
     Args:
-        beta, threshold, spike_grad, surrogate_disable, init_hidden, inhibition,
-            learn_beta, learn_threshold, reset_mechanism, state_quant, output,
-            graded_spikes_factor, learn_graded_spikes_factor, step_mode,
-            state_sequences, reset_delay: as for :class:`~snntorch_clif.CLIF`.
         V: one-to-one recurrent weight (``all_to_all=False``): a float or a tensor that
             broadcasts to the neurons. Default 1.
         all_to_all: feedback through a dense or convolutional layer (default) instead of
