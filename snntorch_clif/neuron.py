@@ -77,9 +77,11 @@ class _SilenceWatch:
 
 
 # A training call of every SILENCE_SAMPLE_EVERY is checked for spikes (one device sync);
-# SILENT_SAMPLES_TO_WARN silent samples in a row (about a thousand calls) give the warning.
-SILENCE_SAMPLE_EVERY = 128
+# SILENT_SAMPLES_TO_WARN samples in a row (about 500 calls) in which at most SILENT_FRACTION of
+# the layer's neurons fired give the warning.
+SILENCE_SAMPLE_EVERY = 64
 SILENT_SAMPLES_TO_WARN = 8
+SILENT_FRACTION = 5e-3
 
 
 class _KeptStates:
@@ -471,7 +473,7 @@ class CLIF(snn.Leaky):
             )
 
     def _watch_silence(self, spk: Tensor) -> None:
-        """Warn once when a layer that trains (its spikes carry a gradient) has stopped firing.
+        """Warn once when a layer that trains (its spikes carry a gradient) has (almost) stopped firing.
 
         Two traps silence a CLIF layer and both look like "the network does not learn": an
         output layer trained on its membrane with the same-step reset learns never to fire
@@ -484,7 +486,7 @@ class CLIF(snn.Leaky):
         watch.calls += 1
         if watch.calls % SILENCE_SAMPLE_EVERY or watch.warned or not spk.requires_grad or not self.training:
             return
-        if bool(spk.detach().any()):
+        if int(spk.detach().count_nonzero()) > SILENT_FRACTION * spk.numel():
             watch.silent_samples = 0
             return
         watch.silent_samples += 1
@@ -492,8 +494,9 @@ class CLIF(snn.Leaky):
             return
         watch.warned = True
         warnings.warn(
-            f"{self!r} has emitted no spike in {SILENT_SAMPLES_TO_WARN} sampled training calls out of the last "
-            f"{SILENT_SAMPLES_TO_WARN * SILENCE_SAMPLE_EVERY}, while its spikes carry a gradient. If the loss reads "
+            f"{self!r} has almost stopped firing (at most {SILENT_FRACTION:.1%} of its neurons spiked in each of "
+            f"{SILENT_SAMPLES_TO_WARN} sampled training calls out of the last {SILENT_SAMPLES_TO_WARN * SILENCE_SAMPLE_EVERY}), "
+            "while its spikes carry a gradient. If the loss reads "
             "this layer's membrane (e.g. cross-entropy on mem), build it with reset_delay=True; if the network "
             "starts or drifts below threshold, the rectangle surrogate passes no gradient there: use "
             "spike_grad=snntorch.surrogate.atan(). snntorch_clif.from_leaky(model) sets both for a converted "
@@ -599,8 +602,8 @@ class CLIF(snn.Leaky):
         self._register_live()
 
     def extra_repr(self) -> str:
-        beta = self.beta.item() if self.beta.numel() == 1 else f"tensor{tuple(self.beta.shape)}"
-        thr = self.threshold.item() if self.threshold.numel() == 1 else f"tensor{tuple(self.threshold.shape)}"
+        beta = round(self.beta.item(), 6) if self.beta.numel() == 1 else f"tensor{tuple(self.beta.shape)}"
+        thr = round(self.threshold.item(), 6) if self.threshold.numel() == 1 else f"tensor{tuple(self.threshold.shape)}"
         return (
             f"beta={beta}, threshold={thr}, reset_mechanism={self._reset_mechanism!r}, "
             f"spike_grad={self.spike_grad!r}, step_mode={self.step_mode!r}, init_hidden={self.init_hidden}"
