@@ -134,7 +134,8 @@ def table_sweep(results: Path = RESULTS) -> list[str]:
         lines += ["", "One single-step call on `[8, 16]`, host time, forward+backward:"]
         for threads, o in overhead:
             u = o["us_per_call"]
-            lines.append(f"{threads} thread(s): `CLIF` {u['clif_step_fwd_bwd']:.0f} us, `snn.Leaky` "
+            lines.append(f"{threads} thread{'s' if threads != 1 else ''}: `CLIF` {u['clif_step_fwd_bwd']:.0f} us, "
+                         f"`snn.Leaky` "
                          f"{u['leaky_step_fwd_bwd']:.0f} us ({o['clif_over_leaky_fwd_bwd']:.2f}x).")
     return lines
 
@@ -181,16 +182,18 @@ def table_neuron(results: Path = RESULTS) -> list[str]:
         return ["*No bench_neuron.py result committed.*"]
     rows = sorted(result["rows"], key=lambda r: r["T"])
     names = [n for n in NEURON_LABELS if any(n in r["impl"] for r in rows)]
-    lines = [f"Measured {machine_line(result)}; float32. Each cell: ms per forward+backward (x the fused kernel).",
-             "", "| T x B x N | " + " | ".join(NEURON_LABELS[n] for n in names) + " |",
-             "|---|" + "---:|" * len(names)]
+    shapes = sorted({f"{r['B']} x {r['N']:,}" for r in rows})
+    lines = [f"Measured {machine_line(result)}; float32, {' and '.join(shapes)} neurons. Each cell: ms per "
+             "forward+backward (x the fused kernel).",
+             "", "| T | " + " | ".join(NEURON_LABELS[n] for n in names) + " |",
+             "|---:|" + "---:|" * len(names)]
     for row in rows:
         cells = []
         for name in names:
             impl = row["impl"].get(name, {})
             ratio = impl.get("median_ratio_to_fused")
             cells.append(f"{impl['median_ms']:.2f} ({ratio:.2f})" if "median_ms" in impl else "")
-        lines.append(f"| {row['T']} x {row['B']} x {row['N']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['T']} | " + " | ".join(cells) + " |")
     return lines
 
 
