@@ -705,6 +705,11 @@ def run_study(args: argparse.Namespace) -> dict:
         curves = [{"neuron": c["neuron"], "beta": c["beta"], "stage": stage, "test_acc": c["test_acc"],
                    "norms": c[key]}
                   for c in cells if "grad_init" in c for stage, key in (("init", "grad_init"), ("trained", "grad_trained"))]
+        main_beta = cell_beta(args.gradient_task, args.beta)
+        trained = {c["neuron"] for c in curves}
+        # untrained curves at the main beta for neurons whose seed-0 run did not finish (--finish)
+        curves += [gradient_at_init(task, neuron, main_beta, args.hidden, args.gradient_samples)
+                   for neuron in args.neurons if neuron not in trained]
         curves += [gradient_at_init(task, neuron, PAPER_BETA, args.hidden, args.gradient_samples)
                    for neuron in args.neurons]
         gradient = {"task": task.name, "T": task.T, "window": task.window, "samples": args.gradient_samples,
@@ -722,7 +727,7 @@ def run_study(args: argparse.Namespace) -> dict:
         "command": "python benchmarks/long_horizon.py " + " ".join(args.argv),
         "machine": {**machine, "load_average_end": [round(v, 2) for v in os.getloadavg()]
                     if hasattr(os, "getloadavg") else None, "workers": args.workers, "threads_per_worker": 1},
-        "wall_s": round(wall, 1),
+        "wall_s": None if args.finish else round(wall, 1),  # --finish: the runs' wall time is not known
         "train_cpu_s_total": round(cpu_total, 1),
         "config": {"hidden": args.hidden, "beta": args.beta, "paper_beta": PAPER_BETA,
                    "stretched_beta": "beta ** (1 / k) for a task stretched k times", "threshold": 1.0,
@@ -740,7 +745,7 @@ def run_study(args: argparse.Namespace) -> dict:
     }
     print()
     print(format_table(summary))
-    print(f"\n{len(cells)} runs in {wall / 60:.1f} min wall, {cpu_total / 60:.1f} min of training CPU time, "
+    print(f"\n{len(cells)} runs, {cpu_total / 60:.1f} min of training CPU time ({wall / 60:.1f} min wall in this call), "
           f"on {machine['cpu']} ({machine['cores']} cores; {args.workers} workers, 1 thread each); "
           f"load average at start {machine['load_average']}, at end {result['machine']['load_average_end']}")
     return result
@@ -783,8 +788,9 @@ def plot(result: dict, out_dir: Path) -> list[Path]:
             if not pts:
                 continue
             offset = (k - 2.5) * 0.05
-            means = [statistics.fmean(a for j, a in pts if j == i) for i in xs]
-            ax.plot([i + offset for i in xs], [100 * m for m in means], marker="o", markersize=4,
+            have = [i for i in xs if any(j == i for j, _ in pts)]  # horizons with a finished run
+            means = [statistics.fmean(a for j, a in pts if j == i) for i in have]
+            ax.plot([i + offset for i in have], [100 * m for m in means], marker="o", markersize=4,
                     color=COLORS[neuron], label=LABELS[neuron], linestyle="--" if neuron.startswith("r") else "-")
             ax.scatter([i + offset for i, _ in pts], [100 * a for _, a in pts], color=COLORS[neuron], s=8, alpha=0.45)
         ax.set_xticks(xs, [f"{t}\nT={T}" for T, t in entries], fontsize=7)

@@ -27,7 +27,7 @@ TUTORIALS = ROOT / "tutorials"
 SANITIZE = TUTORIALS / "nbval_sanitize.cfg"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["01_clif_neuron", "02_swap_leaky_for_clif", "03_why_clif_trains_better", "04_fast_clif",
-            "05_coming_from_leaky"]
+            "05_coming_from_leaky", "06_long_sequences"]
 
 
 # Notebooks that do not follow the style tests yet, with the tests they fail: a strict xfail,
