@@ -864,15 +864,15 @@ def rst_tables(result: dict) -> dict[str, str]:
         acc = []
         for r in cells:
             if r is None:
-                acc.append("-")
+                acc.append("—")  # a bare "-" would be a bullet list in reStructuredText
                 continue
             mean = f"**{100 * r['acc_mean']:.1f}**" if r["acc_mean"] == best else f"{100 * r['acc_mean']:.1f}"
             spread = f" ± {100 * r['acc_std']:.1f}" if r["seeds"] > 1 else ""
             acc.append(mean + spread + ("" if r["seeds"] >= planned else f" ({r['seeds']} of {planned})"))
         updates = next(r["updates"] for r in cells if r)
         rows_acc.append([task, str(T), f"{beta:.4g}", str(updates)] + acc)
-        rows_time.append([task, str(T)] + ["-" if r is None else f"{r['train_cpu_s_mean']:.1f}" for r in cells])
-    missing = ("; (k of n): only k of the n seeds finished, -: no run finished" if result.get("missing") else "")
+        rows_time.append([task, str(T)] + ["—" if r is None else f"{r['train_cpu_s_mean']:.1f}" for r in cells])
+    missing = ("; (k of n): only k of the n seeds finished; —: no run finished" if result.get("missing") else "")
     tables = {
         "accuracy": _rst_table(["task", "T", "β", "updates"] + [LABELS[n] for n in neurons], rows_acc,
                                f"Test accuracy (%), mean ± standard deviation over {planned} seeds{missing}"),
