@@ -524,8 +524,8 @@ def gradient_at_init(task: SequenceTask, neuron: str, beta: float, hidden: int, 
     Example::
 
         >>> from long_horizon_tasks import delayed_cue
-        >>> len(gradient_at_init(delayed_cue(3, n_train=8, n_test=4), "clif", 0.5, 4, 4)["norms"])
-        34
+        >>> len(gradient_at_init(delayed_cue(3, n_train=8, n_test=4), "clif", 0.5, 4, 4)["norms"])  # T = 56 + 3 + 10
+        69
     """
     model = _build_model(task, neuron, seed, hidden, beta)
     calibrate_batchnorm(model, task.x_train[: 4 * samples])
@@ -584,7 +584,7 @@ def format_table(summary: list[dict], seconds: str = "train_cpu_s_mean") -> str:
 
         >>> print(format_table([{"task": "a", "T": 5, "beta": 0.9, "neuron": "clif", "seeds": 1, "acc_mean": 0.5,
         ...                      "acc_std": 0.0, "train_cpu_s_mean": 2.0}]).splitlines()[0])
-        task            T   beta |        clif | s clif
+        task            T   beta |        clif |     s clif
     """
     neurons = [n for n in NEURONS if any(r["neuron"] == n for r in summary)]
     by = {(r["task"], r["beta"], r["neuron"]): r for r in summary}
