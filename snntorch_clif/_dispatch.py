@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import torch
 from torch import Tensor
 
 from . import backends, ops
@@ -19,40 +18,36 @@ from .reference import clif_sequence_reference, clif_step_reference
 from .surrogate import SpikeGrad
 
 
-def _zeros_if_none(state: Optional[Tensor], like: Tensor, shape: torch.Size) -> Tensor:
-    return like.new_zeros(shape) if state is None else state
-
-
 def run_step(
     x: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
     spike_grad: SpikeGrad, reset_mechanism: str, inhibition: bool,
-    state_quant: Optional[Callable[[Tensor], Tensor]],
+    state_quant: Optional[Callable[[Tensor], Tensor]], reset_delay: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One step: the fused op where it applies, else the reference (see :mod:`snntorch_clif.backends`).
 
-    ``comp`` / ``mem`` ``None`` mean zeros.
+    ``comp`` / ``mem`` ``None`` mean zeros (a ``mem`` of ``None`` with ``reset_delay``: no
+    step before, nothing to reset); both paths take ``None`` as it is.
     """
     if backends.fused_unsupported_reason(x, spike_grad, inhibition, state_quant) is None:
-        return ops.clif_step_fused(x, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism)  # type: ignore[arg-type]
-    comp, mem = _zeros_if_none(comp, x, x.shape), _zeros_if_none(mem, x, x.shape)
+        return ops.clif_step_fused(x, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism,  # type: ignore[arg-type]
+                                   reset_delay)
     return clif_step_reference(
-        x, comp, mem, beta, threshold, spike_grad, reset_mechanism, gsf, inhibition, state_quant
+        x, comp, mem, beta, threshold, spike_grad, reset_mechanism, gsf, inhibition, state_quant, reset_delay
     )
 
 
 def run_sequence(
     x_seq: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
     spike_grad: SpikeGrad, reset_mechanism: str, return_sequences: bool, inhibition: bool,
-    state_quant: Optional[Callable[[Tensor], Tensor]],
+    state_quant: Optional[Callable[[Tensor], Tensor]], reset_delay: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """A ``[T, ...]`` sequence: the fused op where it applies, else the reference."""
     if backends.fused_unsupported_reason(x_seq, spike_grad, inhibition, state_quant) is None:
         return ops.clif_sequence_fused(
-            x_seq, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, return_sequences  # type: ignore[arg-type]
+            x_seq, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, return_sequences,  # type: ignore[arg-type]
+            False, reset_delay,
         )
-    shape = x_seq.shape[1:]
-    comp, mem = _zeros_if_none(comp, x_seq, shape), _zeros_if_none(mem, x_seq, shape)
     return clif_sequence_reference(
         x_seq, comp, mem, beta, threshold, spike_grad, reset_mechanism, gsf, return_sequences,
-        inhibition, state_quant,
+        inhibition, state_quant, reset_delay,
     )

@@ -62,6 +62,13 @@ def check_reset_mechanism(reset_mechanism: object) -> str:
     return reset_mechanism  # type: ignore[return-value]
 
 
+def check_reset_delay(reset_delay: object) -> bool:
+    """Raise ``TypeError`` unless ``reset_delay`` is ``True`` or ``False``."""
+    if reset_delay is not True and reset_delay is not False:
+        raise TypeError(f"reset_delay must be True or False, got {reset_delay!r}")
+    return reset_delay
+
+
 def check_state(state: Optional[Tensor], name: str, like: Tensor, shape: torch.Size) -> Tensor:
     """A state passed explicitly: ``None`` or empty means zeros; otherwise it must match exactly."""
     if state is None:
@@ -238,6 +245,7 @@ def clif_step(
     graded_spikes_factor: Tensor | float = 1.0,
     inhibition: bool = False,
     state_quant: Optional[Callable[[Tensor], Tensor]] = None,
+    reset_delay: bool = False,
 ) -> CLIFOutput:
     r"""One CLIF time step on ``x`` (any shape).
 
@@ -251,6 +259,18 @@ def clif_step(
         \mathrm{comp}' = \sigma((1-\beta)h)\,\mathrm{comp} + s,\quad
         \mathrm{mem}' = h - s\,(\theta + \sigma(\mathrm{comp}'))
 
+    With ``reset_delay=True`` (snn.Leaky's timing) ``mem`` in and out is :math:`h`, the
+    membrane *before* the reset, and the reset of the previous step is applied first, its
+    spike and :math:`\sigma(\mathrm{comp})` detached (``mem`` ``None`` or empty: no step
+    before, nothing to reset); the spikes and ``comp`` are those of ``reset_delay=False``:
+
+    .. math::
+        u = R\big(\mathrm{mem},\ \mathrm{sg}[H(\mathrm{mem} - \theta)],\
+        \mathrm{sg}[\sigma(\mathrm{comp})],\ \theta\big),\quad
+        h = \beta u + x,\quad \mathrm{mem}' = h
+
+    (:math:`R` the reset of :mod:`snntorch_clif.reference`, ``sg`` a detached value).
+
     Example::
 
         >>> import torch
@@ -258,13 +278,20 @@ def clif_step(
         >>> spk, comp, mem = clif_step(torch.tensor([1.5, 0.5]))
         >>> spk, comp
         (tensor([1., 0.]), tensor([1., 0.]))
+        >>> spk, comp, h = clif_step(torch.tensor([1.5, 0.5]), reset_delay=True)
+        >>> h                                   # before the reset
+        tensor([1.5000, 0.5000])
+        >>> clif_step(torch.tensor([0.2, 0.2]), comp, h, reset_delay=True).mem
+        tensor([0.0845, 0.4500])
     """
     check_input(x, "x", sequence=False)
+    if reset_delay is not False:
+        check_reset_delay(reset_delay)
     comp, mem, beta_t, thr_t, gsf_t, surrogate = _prepare(
         x, comp, mem, beta, threshold, graded_spikes_factor, spike_grad, reset_mechanism, sequence=False
     )
     return _output(_dispatch.run_step(
-        x, comp, mem, beta_t, thr_t, gsf_t, surrogate, reset_mechanism, inhibition, state_quant
+        x, comp, mem, beta_t, thr_t, gsf_t, surrogate, reset_mechanism, inhibition, state_quant, reset_delay
     ))
 
 
@@ -281,6 +308,7 @@ def clif_sequence(
     return_sequences: bool = False,
     inhibition: bool = False,
     state_quant: Optional[Callable[[Tensor], Tensor]] = None,
+    reset_delay: bool = False,
 ) -> CLIFOutput:
     r"""CLIF over a whole time-major sequence ``x_seq`` of shape ``[T, ...]`` in one call.
 
@@ -289,6 +317,9 @@ def clif_sequence(
     the final states, or with ``return_sequences=True`` the ``[T, ...]`` state sequences.
     Feeding a long sequence in chunks, passing each call's final states to the next,
     gives the same result as one call (truncated BPTT: detach the states in between).
+    With ``reset_delay=True`` every step is :func:`clif_step`'s delayed-reset step: ``mem``
+    in and out (and its sequence) is :math:`h`, the membrane before the reset, still in one
+    fused call.
 
     .. math:: \text{for } t = 1..T:\ (s_t, m_t, u_t) = \mathrm{clif\_step}(x_t, m_{t-1}, u_{t-1})
 
@@ -301,12 +332,17 @@ def clif_sequence(
         >>> spk_b, comp, mem = clif_sequence(x[8:], comp, mem)
         >>> torch.equal(torch.cat([spk_a, spk_b]), clif_sequence(x).spk)
         True
+        >>> delayed = clif_sequence(x, reset_delay=True)   # mem is h_T, the membrane before the reset
+        >>> torch.equal(delayed.spk, clif_sequence(x).spk)
+        True
     """
     check_input(x_seq, "x_seq", sequence=True)
+    if reset_delay is not False:
+        check_reset_delay(reset_delay)
     comp, mem, beta_t, thr_t, gsf_t, surrogate = _prepare(
         x_seq, comp, mem, beta, threshold, graded_spikes_factor, spike_grad, reset_mechanism, sequence=True
     )
     return _output(_dispatch.run_sequence(
         x_seq, comp, mem, beta_t, thr_t, gsf_t, surrogate, reset_mechanism, return_sequences,
-        inhibition, state_quant,
+        inhibition, state_quant, reset_delay,
     ))

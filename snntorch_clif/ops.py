@@ -4,7 +4,7 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
 ``csrc/register.cpp``; CPU kernel ``csrc/cpu/clif_cpu.cpp``, CUDA kernel
 ``csrc/cuda/clif_cuda.cu``, both built on the per-element math of ``csrc/clif_math.h``):
 
-``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save)``
+``torch.ops.snntorch_clif.clif_forward(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save, step=False, reset_delay=False)``
     (``x`` time-major ``[T, *neurons]``, any neuron shape, read as :math:`N` neurons in a row;
     ``comp0``, ``mem0`` shaped ``neurons`` in ``x``'s dtype, or ``None`` for zeros; ``beta``,
     ``threshold``, ``gsf`` one value or :math:`N` values in the compute dtype, float32 or
@@ -21,7 +21,11 @@ The compiled library ``snntorch_clif._C`` defines two ops (schemas in
     :math:`m` only every :data:`SAVE_CHUNK` steps (:math:`m_{-1}, m_{15}, m_{31}, \dots`);
     the backward recomputes :math:`m_t` inside each chunk from :math:`h` with the forward's
     own operations, so its results are the bits of saving every :math:`m_t`, at
-    4.25 instead of 8 bytes per neuron-step.
+    4.25 instead of 8 bytes per neuron-step. With ``step``, ``x`` is one step without the time
+    dimension. With ``reset_delay`` (see
+    :func:`snntorch_clif.reference.clif_step_reference`) ``mem0`` and the returned ``mem`` are
+    :math:`h`, the membrane before the reset: a given ``mem0`` is reset (from ``comp0``) before
+    the first step, ``None`` means no step before (:math:`u_{-1} = 0`, no reset).
 ``torch.ops.snntorch_clif.clif_backward(...)``
     the reverse pass: gradients of ``x``, ``comp0``, ``mem0`` and per-neuron partial sums
     for ``beta``, ``threshold`` and ``gsf``, which the op's autograd (C++, ``csrc/autograd.cpp``) reduces to the
@@ -209,7 +213,7 @@ if AVAILABLE:
     def _forward_fake(
         x: Tensor, comp0: Optional[Tensor], mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
         reset: int, surrogate: int, surrogate_param: float, return_sequences: bool, save: bool,
-        step: bool = False,
+        step: bool = False, reset_delay: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if step:  # one step, no time dim: the neurons are x's shape
             T, neurons = 1, x.shape
@@ -226,7 +230,7 @@ if AVAILABLE:
     def _backward_fake(
         grad_spk: Tensor, grad_comp: Optional[Tensor], grad_mem: Optional[Tensor], saved: Tensor,
         mem0: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor, reset: int, surrogate: int,
-        surrogate_param: float, param_grads: bool,
+        surrogate_param: float, param_grads: bool, reset_delay: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         neurons = grad_spk.shape[1:]
         acc = _acc_dtype(grad_spk.dtype)
@@ -257,6 +261,7 @@ def _op_param(p: Tensor, x: Tensor, step: bool) -> Tensor:
 def clif_sequence_fused(
     x_seq: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
     spike_grad: Surrogate, reset_mechanism: str, return_sequences: bool, step: bool = False,
+    reset_delay: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""CLIF over ``x_seq`` ``[T, ...]`` with the fused op: ``(spk, comp, mem)``.
 
@@ -268,7 +273,10 @@ def clif_sequence_fused(
     float32, float64 for float64 inputs); ``spike_grad`` a
     :class:`~snntorch_clif.surrogate.Surrogate`. Fires when :math:`h_t - \theta \ge 0`.
     With ``step=True``, ``x_seq`` is one time step without the time dimension (the neurons
-    are its whole shape, :math:`T = 1`), and the spikes come back in its shape.
+    are its whole shape, :math:`T = 1`), and the spikes come back in its shape. With
+    ``reset_delay=True``, ``mem`` (in and out) is :math:`h`, the membrane before the reset,
+    whose reset is applied at the next step (``None``: no step before, nothing to reset), as
+    in the reference.
 
     Example::
 
@@ -293,7 +301,7 @@ def clif_sequence_fused(
         or (comp is not None and comp.requires_grad) or (mem is not None and mem.requires_grad)
     )
     args = (x_seq, comp, mem, beta, threshold, gsf, RESET_IDS[reset_mechanism], spike_grad.kind, spike_grad.param,
-            return_sequences, save, step)
+            return_sequences, save, step, reset_delay)
     out = NotImplemented
     if _forward_entry is not None and not torch.compiler.is_compiling():
         out = _forward_entry(*args)  # NotImplemented where torch.ops must handle the call
@@ -304,9 +312,12 @@ def clif_sequence_fused(
 
 def clif_step_fused(
     x: Tensor, comp: Optional[Tensor], mem: Optional[Tensor], beta: Tensor, threshold: Tensor, gsf: Tensor,
-    spike_grad: Surrogate, reset_mechanism: str,
+    spike_grad: Surrogate, reset_mechanism: str, reset_delay: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""One CLIF step with the fused op (its step form: :math:`T = 1`, no time dimension).
+
+    With ``reset_delay=True`` the ``mem`` passed and returned is :math:`h` (see
+    :func:`clif_sequence_fused`).
 
     .. math:: h = \beta\,\mathrm{mem} + x,\ s = H(h - \theta),\
         \mathrm{comp}' = \sigma((1-\beta)h)\,\mathrm{comp} + s,\
@@ -323,4 +334,6 @@ def clif_step_fused(
         tensor([1., 0.])
     """
     # The op's step form: no unsqueeze / squeeze views around it (~9 us a step, fwd+bwd).
-    return clif_sequence_fused(x, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, False, step=True)
+    return clif_sequence_fused(
+        x, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, False, step=True, reset_delay=reset_delay
+    )

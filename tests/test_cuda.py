@@ -163,17 +163,17 @@ def _case(device: str, dtype: torch.dtype, T: int = 9, shape: tuple = (4, 33), p
 
 
 def _run(args: list[torch.Tensor], spike_grad: sg.Surrogate, reset: str, seqs: bool, fused: bool,
-         weight_dtype: torch.dtype) -> list[torch.Tensor]:
+         weight_dtype: torch.dtype, reset_delay: bool = False) -> list[torch.Tensor]:
     """Outputs, then the gradients of sum(output * weight) for every input (zeros where unused).
 
     The weights are drawn in float32 and rounded to ``weight_dtype`` on both sides of a
     comparison, so a half-precision run and its float32 reference differentiate the same loss.
     """
     if fused:
-        outs = ops.clif_sequence_fused(*args[:3], *args[3:], spike_grad, reset, seqs)
+        outs = ops.clif_sequence_fused(*args[:3], *args[3:], spike_grad, reset, seqs, reset_delay=reset_delay)
     else:
         x, comp, mem, beta, thr, gsf = args
-        outs = clif_sequence_reference(x, comp, mem, beta, thr, spike_grad, reset, gsf, seqs)
+        outs = clif_sequence_reference(x, comp, mem, beta, thr, spike_grad, reset, gsf, seqs, reset_delay=reset_delay)
     g = torch.Generator().manual_seed(1)
     weights = [torch.randn(o.shape, generator=g).to(weight_dtype).to(o) for o in outs]
     loss = sum((o * w).sum() for o, w in zip(outs, weights))
@@ -194,7 +194,8 @@ def _same_bits(got: torch.Tensor, want: torch.Tensor) -> bool:
     )
 
 
-def _ops_run(args: list[torch.Tensor], reset: str, kind: int, seqs: bool) -> list[torch.Tensor]:
+def _ops_run(args: list[torch.Tensor], reset: str, kind: int, seqs: bool, reset_delay: bool = False
+             ) -> list[torch.Tensor]:
     """The two ops called directly: forward with save, backward with every gradient present."""
     x, comp, mem, beta, thr, gsf = (a.detach() for a in args)
     flat = [x.reshape(x.shape[0], -1), comp.reshape(-1), mem.reshape(-1)]
@@ -203,11 +204,11 @@ def _ops_run(args: list[torch.Tensor], reset: str, kind: int, seqs: bool) -> lis
               for p in (beta, thr, gsf)]
     sgr = SURROGATES[kind]
     spk, c, m, saved = torch.ops.snntorch_clif.clif_forward(
-        *flat, *params, RESET_IDS[reset], sgr.kind, sgr.param, seqs, True)
+        *flat, *params, RESET_IDS[reset], sgr.kind, sgr.param, seqs, True, False, reset_delay)
     g = torch.Generator().manual_seed(2)
     gspk, gc, gm = (torch.randn(t.shape, generator=g).to(t) for t in (spk, c, m))
     grads = torch.ops.snntorch_clif.clif_backward(
-        gspk, gc, gm, saved, flat[2], *params, RESET_IDS[reset], sgr.kind, sgr.param, True)
+        gspk, gc, gm, saved, flat[2], *params, RESET_IDS[reset], sgr.kind, sgr.param, True, reset_delay)
     return [spk, c, m, *grads]
 
 
@@ -240,6 +241,30 @@ def test_cuda_matches_reference(gpu: Gpu, dtype: torch.dtype, per_neuron: bool) 
         for a, b in zip(got[1:], want[1:]):
             assert a.dtype == dtype
             scale = (b.numel() and max(1.0, (args[0].numel() / b.numel()) ** 0.5))
+            torch.testing.assert_close(a.float(), b, rtol=tol * scale, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_cuda_reset_delay_matches_cpu_kernel_and_reference(gpu: Gpu, reset: str, dtype: torch.dtype) -> None:
+    # reset_delay=True (mem is h, mem0's reset pending): the CPU kernel's bits, and the reference
+    for seqs, per_neuron, T in [(False, True, 9), (True, False, 17)]:
+        cpu = _case("cpu", dtype, T=T, seed=7, per_neuron=per_neuron)
+        want = _ops_run(cpu, reset, 1, seqs, reset_delay=True)
+        with gpu.kernels():
+            got = _ops_run(_clone(cpu, device=gpu.device), reset, 1, seqs, reset_delay=True)
+        names = ["spk", "comp", "mem", "dx", "dcomp0", "dmem0", "dbeta", "dthreshold", "dgsf"]
+        for name, a, b in zip(names, got, want):
+            assert _same_bits(a, b), f"{name} differs (seqs={seqs}, per_neuron={per_neuron})"
+        args = _case(gpu.device, dtype, T=T, seed=8, per_neuron=per_neuron)
+        with gpu.kernels():
+            got = _run(args, sg.ATan(2.0), reset, seqs, fused=True, weight_dtype=dtype, reset_delay=True)
+        want = _run(_clone(args, dtype=torch.float32), sg.ATan(2.0), reset, seqs, fused=False, weight_dtype=dtype,
+                    reset_delay=True)
+        tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+        assert torch.equal(got[0], want[0].to(dtype))
+        for a, b in zip(got[1:], want[1:]):
+            scale = max(1.0, (args[0].numel() / b.numel()) ** 0.5)
             torch.testing.assert_close(a.float(), b, rtol=tol * scale, atol=tol * scale)
 
 

@@ -49,6 +49,7 @@ OPTIONS = {  # drawn per case; test_sweep_covers_every_pair_of_options checks th
     "pass_states": 2,  # the forward's comp0 / mem0 are optional (zeros without them)
     "param_grads": 2,
     "return_sequences": 2,
+    "reset_delay": 2,  # mem is h, mem0's reset pending (the backward then gets mem0 exactly when the forward did)
 }
 
 
@@ -85,7 +86,7 @@ def make_case(i: int, T: int, N: int, dtype: torch.dtype) -> dict:
         "grad_spk": torch.randn(T, N, generator=g).to(dtype),
         "grad_comp": grad(o["grad_comp"]), "grad_mem": grad(o["grad_mem"]),
         "pass_mem0": bool(o["pass_mem0"]), "param_grads": bool(o["param_grads"]),
-        "pass_states": bool(o["pass_states"]),
+        "pass_states": bool(o["pass_states"]), "reset_delay": bool(o["reset_delay"]),
     }
 
 
@@ -94,12 +95,16 @@ def run_ops(namespace: str, case: dict, reset: int, surrogate: tuple[int, float]
     lib = getattr(torch.ops, namespace)
     kind, param = surrogate
     comp0, mem0 = (case["comp0"], case["mem0"]) if case["pass_states"] else (None, None)
+    delay = case.get("reset_delay", False)
     spk, comp, mem, saved = lib.clif_forward(
-        case["x"], comp0, mem0, *case["params"], reset, kind, param, case["return_sequences"], True
+        case["x"], comp0, mem0, *case["params"], reset, kind, param, case["return_sequences"], True, False, delay
     )
+    # the backward's mem0: with reset_delay the forward's (h_{-1}, whose reset it differentiates),
+    # else optional (only dL/dbeta reads it)
+    bwd_mem0 = mem0 if delay else (case["mem0"] if case["pass_mem0"] else None)
     grads = lib.clif_backward(
-        case["grad_spk"], case["grad_comp"], case["grad_mem"], saved,
-        case["mem0"] if case["pass_mem0"] else None, *case["params"], reset, kind, param, case["param_grads"],
+        case["grad_spk"], case["grad_comp"], case["grad_mem"], saved, bwd_mem0, *case["params"], reset, kind, param,
+        case["param_grads"], delay,
     )
     # `saved` has one layout on both devices (clif_checks.h: h_t, then m every 16 steps)
     return [spk, comp, mem, saved, *grads]

@@ -81,6 +81,26 @@ def test_unsupported_features_fall_back_with_one_warning(calls: dict, kwargs: di
     assert calls == {"fused": 0, "reference": 3}
 
 
+@needs_ext
+def test_reset_delay_runs_fused_and_reaches_the_reference(calls: dict) -> None:
+    # The option needs no fallback: fused for a sequence and a step. With inhibition (reference
+    # path) the reference gets it too: the same spikes as without it, mem the membrane before the
+    # reset (the given zeros start from their own reset, None from nothing).
+    x = 3 * torch.rand(5, 2, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clif_sequence(x, reset_delay=True)
+        clif_step(x[0], torch.zeros(2, 4), torch.zeros(2, 4), reset_delay=True)
+    assert calls["reference"] == 0 and calls["fused"] >= 2  # (the fused step counts twice: see above)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        delayed = clif_sequence(x, inhibition=True, reset_delay=True, return_sequences=True)
+        same_step = clif_sequence(x, inhibition=True, return_sequences=True)
+    assert calls["reference"] == 2
+    assert torch.equal(delayed.spk, same_step.spk) and torch.equal(delayed.comp, same_step.comp)
+    assert torch.equal(delayed.mem[1:], 0.5 * same_step.mem[:-1] + x[1:])  # h_t = beta u_{t-1} + x_t
+
+
 def test_custom_callable_warning_names_it(calls: dict) -> None:
     def my_surrogate(z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(z)

@@ -57,6 +57,26 @@ def test_bad_keyword_arguments(kwargs, error, match) -> None:
         clif_sequence(torch.rand(3, 2, 5), **kwargs)
 
 
+@pytest.mark.parametrize("value", [1, 0, "yes", None, torch.tensor(True)])
+def test_reset_delay_must_be_a_bool(value: object) -> None:
+    with pytest.raises(TypeError, match="reset_delay must be True or False"):
+        clif_sequence(torch.rand(3, 2), reset_delay=value)
+    with pytest.raises(TypeError, match="reset_delay must be True or False"):
+        clif_step(torch.rand(2), reset_delay=value)
+
+
+def test_reset_delay_chunks_carry_h() -> None:
+    # mem returned with reset_delay is h, the membrane before the reset; passed back, its reset
+    # is applied first: two calls give one call's spikes and states.
+    x = 2 * torch.rand(10, 2, 3)
+    spk_a, comp, h = clif_sequence(x[:4], reset_delay=True)
+    spk_b, comp, h = clif_sequence(x[4:], comp, h, reset_delay=True)
+    whole = clif_sequence(x, reset_delay=True, return_sequences=True)
+    assert torch.equal(torch.cat([spk_a, spk_b]), whole.spk)
+    assert torch.equal(comp, whole.comp[-1]) and torch.equal(h, whole.mem[-1])
+    assert torch.equal(whole.spk, clif_sequence(x).spk)
+
+
 def test_bad_positional_arguments() -> None:
     with pytest.raises(TypeError, match="x_seq must be a torch.Tensor"):
         clif_sequence([[1.0]])

@@ -62,6 +62,38 @@ def test_hand_worked_three_steps(reset: str) -> None:
         assert h == pytest.approx(0.5 * u_prev + x, abs=1e-9)
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_hand_worked_three_steps_with_the_delayed_reset(reset: str) -> None:
+    # reset_delay=True reports the table's h (the membrane before the reset), with the same
+    # spikes and m; starting from mem=None (no step before). Then one more step from a given
+    # mem = h_3: its pending reset gives the table's u_3, so h_4 = 0.5 u_3 + x_4.
+    comp, mem = torch.zeros(1, dtype=torch.float64), None
+    for x, (h, s, m, _u) in zip((1.5, 0.2, 1.2), HAND_WORKED[reset]):
+        spk, comp, mem = clif_step_reference(
+            torch.tensor([x], dtype=torch.float64), comp, mem, 0.5, 1.0, Rectangle(), reset, reset_delay=True
+        )
+        assert spk.item() == s
+        assert comp.item() == pytest.approx(m, abs=1e-9)
+        assert mem.item() == pytest.approx(h, abs=1e-9)
+    _, _, h4 = clif_step_reference(torch.tensor([0.3], dtype=torch.float64), comp, mem, 0.5, 1.0, Rectangle(), reset,
+                                   reset_delay=True)
+    assert h4.item() == pytest.approx(0.5 * HAND_WORKED[reset][2][3] + 0.3, abs=1e-9)
+
+
+def test_delayed_reset_detaches_the_spike_and_sigma_of_m_but_not_theta() -> None:
+    # One step from a given (comp, h) with h >= theta, subtract: u = h - s (theta + sig(comp)),
+    # h' = beta u + x. d h'/dh = beta (no surrogate term), d h'/dcomp = 0, d h'/dtheta = -beta s.
+    h = torch.tensor([1.4], dtype=torch.float64, requires_grad=True)
+    comp = torch.tensor([0.7], dtype=torch.float64, requires_grad=True)
+    theta = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([0.1], dtype=torch.float64)
+    _, _, h_next = clif_step_reference(x, comp, h, 0.5, theta, Rectangle(), "subtract", reset_delay=True)
+    assert h_next.item() == pytest.approx(0.5 * (1.4 - (1.0 + sig(0.7))) + 0.1, abs=1e-12)
+    dh, dcomp, dtheta = torch.autograd.grad(h_next.sum(), (h, comp, theta), allow_unused=True)
+    assert dh.item() == pytest.approx(0.5, abs=1e-12) and dtheta.item() == pytest.approx(-0.5, abs=1e-12)
+    assert dcomp is None or dcomp.item() == 0.0
+
+
 def test_spike_rule_is_greater_or_equal() -> None:
     z = torch.zeros(1)
     spk, _, _ = clif_step_reference(torch.tensor([1.0]), z, z, 0.5, 1.0, Rectangle())

@@ -6,6 +6,7 @@
 // string-keyed map of saved data), about a tenth of a small layer's forward + backward.
 // The backward is the op clif_backward (cpu/clif_cpu.cpp, cuda/clif_cuda.cu), whose per-neuron
 // parameter partial sums are reduced here to the parameters' own shapes.
+#include "clif_math.h"  // RESET_NONE
 #include "op_handles.h"
 
 #include <ATen/core/grad_mode.h>
@@ -64,10 +65,12 @@ NodePtr make_node() {
 // x, comp0, mem0, beta, threshold, gsf (an absent state has an empty edge). Incoming gradients:
 // spk, comp, mem (undefined where the loss does not use that output).
 struct ClifBackward : public Node {
-  SavedVariable saved, mem0, beta, threshold, gsf;  // mem0: only when beta needs a gradient
+  // mem0: when beta needs a gradient, or with reset_delay (its reset is differentiated)
+  SavedVariable saved, mem0, beta, threshold, gsf;
   int64_t reset = 0, surrogate = 0;
   double surrogate_param = 0.0;
   bool step = false;  // the forward's step form: spk and its gradient have no time dim
+  bool reset_delay = false;
 
   std::string name() const override { return "ClifBackward"; }
 
@@ -90,7 +93,7 @@ struct ClifBackward : public Node {
     auto [dx, dcomp0, dmem0, dbeta, dthreshold, dgsf] = backward_op().call(
         grad_spk, contiguous_or_none(grads[1]), contiguous_or_none(grads[2]), saved_,
         mem0_.defined() ? std::optional<Tensor>(mem0_) : std::nullopt, beta_, threshold_, gsf_, reset, surrogate,
-        surrogate_param, param_grads);
+        surrogate_param, param_grads, reset_delay);
     // per-neuron partial sums [N] -> the parameter the op was given: one value or one per
     // neuron, in its own shape (same dtype)
     auto reduce = [](const Tensor& partial, const Tensor& param) {
@@ -117,7 +120,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
                                                                  const Tensor& threshold, const Tensor& gsf,
                                                                  int64_t reset, int64_t surrogate,
                                                                  double surrogate_param, bool return_sequences,
-                                                                 bool save, bool step) {
+                                                                 bool save, bool step, bool reset_delay) {
   const Tensor none;
   const Tensor& comp0_ = comp0.has_value() ? *comp0 : none;
   const Tensor& mem0_ = mem0.has_value() ? *mem0 : none;
@@ -130,7 +133,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
   {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     out = forward_op().call(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param,
-                            return_sequences, save, step);
+                            return_sequences, save, step, reset_delay);
   }
   if (!torch::autograd::compute_requires_grad(x, comp0_, mem0_, beta, threshold, gsf)) {
     return out;  // nothing to differentiate: no node, nothing saved
@@ -143,8 +146,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
   auto& node = static_cast<ClifBackward&>(*node_ptr);
   node.set_next_edges(torch::autograd::collect_next_edges(x, comp0_, mem0_, beta, threshold, gsf));
   node.saved = SavedVariable(saved, /*is_output=*/false);  // no history: not differentiable
-  // u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs.
-  if (beta.requires_grad() && mem0_.defined()) node.mem0 = SavedVariable(mem0_, false);
+  // u_{-1} enters only dL/dbeta; h and m (the saved buffer) are all the rest needs. With
+  // reset_delay a given mem0 is h_{-1}, whose reset the backward differentiates: it must know
+  // that there was one (without it: u_{-1} = 0, no reset), so mem0 is kept whenever given.
+  const bool delayed_reset = reset_delay && reset != RESET_NONE;  // "none": the option changes nothing
+  if ((beta.requires_grad() || delayed_reset) && mem0_.defined()) node.mem0 = SavedVariable(mem0_, false);
   node.beta = SavedVariable(beta, false);
   node.threshold = SavedVariable(threshold, false);
   node.gsf = SavedVariable(gsf, false);
@@ -152,6 +158,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> clif_forward_autograd(const Tensor& x
   node.surrogate = surrogate;
   node.surrogate_param = surrogate_param;
   node.step = step;
+  node.reset_delay = reset_delay;
   torch::autograd::set_history(spk, node_ptr);  // gradient 0
   torch::autograd::set_history(comp, node_ptr);  // 1
   torch::autograd::set_history(mem, node_ptr);  // 2

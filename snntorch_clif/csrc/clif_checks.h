@@ -101,16 +101,18 @@ inline int64_t saved_rows(int64_t T) { return T + (T + kSaveChunk - 1) / kSaveCh
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 template <ForwardResult (*Kernel)(const at::Tensor&, const c10::optional<at::Tensor>&,
                                   const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                                  const at::Tensor&, int64_t, int64_t, double, bool, bool)>
+                                  const at::Tensor&, int64_t, int64_t, double, bool, bool, bool)>
 ForwardResult forward_with_step(const at::Tensor& x, const c10::optional<at::Tensor>& comp0,
                                 const c10::optional<at::Tensor>& mem0, const at::Tensor& beta,
                                 const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
-                                double surrogate_param, bool return_sequences, bool save, bool step) {
+                                double surrogate_param, bool return_sequences, bool save, bool step,
+                                bool reset_delay) {
   if (!step) {
-    return Kernel(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save);
+    return Kernel(x, comp0, mem0, beta, threshold, gsf, reset, surrogate, surrogate_param, return_sequences, save,
+                  reset_delay);
   }
   auto [spk, comp, mem, saved] = Kernel(x.unsqueeze(0), comp0, mem0, beta, threshold, gsf, reset, surrogate,
-                                        surrogate_param, return_sequences, save);
+                                        surrogate_param, return_sequences, save, reset_delay);
   if (return_sequences) return {spk.squeeze(0), comp.squeeze(0), mem.squeeze(0), saved};
   return {spk.squeeze(0), comp, mem, saved};
 }

@@ -2,16 +2,22 @@
 // kernel (cuda/clif_cuda.cu): the ONLY place the neuron's arithmetic is written in C++,
 // so the CPU tests exercise exactly the arithmetic the GPU runs.
 //
-// Forward step  = snntorch_clif/reference.py, clif_step_reference, lines 63-80 at this
-//                 writing: `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`
-//                 (inhibition and state_quant excluded: those stay on the reference path).
+// Forward step  = snntorch_clif/reference.py, clif_step_reference, lines 142-166 at this
+//                 writing: `delay = reset_delay and ...` .. `return s * graded_spikes_factor,
+//                 comp, mem` (inhibition and state_quant excluded: those stay on the
+//                 reference path).
 // Surrogates    = snntorch_clif/surrogate.py, surrogate_derivative, lines 74-89 (ids
 //                 RECTANGLE..DISABLED).
 // Backward step = the reverse-mode derivative of the forward step (DESIGN.md sec. 2), plus
 //                 the per-neuron partial sums for beta, threshold and graded_spikes_factor.
+// reset_delay   = reference.py, clif_step_reference's `reset_delay` branch (the reset of step
+//                 t-1 applied at the start of step t, its spike and sigma(m) detached):
+//                 clif_delayed_reset forward, clif_backward_core(delay=true) and
+//                 clif_delayed_reset_backward for its derivative.
 //
 // Everything is a template on the compute type S (float, or double for gradcheck on the
-// CPU) and on compile-time reset / surrogate ids, so kernels contain no runtime switch.
+// CPU) and on compile-time reset / surrogate ids, so kernels contain no runtime switch but
+// reset_delay's flag (a few selects; a template on it would double every kernel).
 // No -ffast-math anywhere: operations follow reference.py's order so that results agree
 // with eager PyTorch to a few ulp.
 #pragma once
@@ -272,18 +278,23 @@ CLIF_HD void clif_backward_gates(S h, S beta, S theta, SurrogateConsts<S> sc, S&
   a = clif_comp_gate(h, beta);
 }
 
+// clif_backward_core's `delay` (reset_delay; a runtime flag, no second set of kernels): step
+// t's reset is not in step t's graph, so its terms drop out and the step is the "none" one
+// (the same operations as RESET = RESET_NONE); GU then holds dL/dh_t from the future
+// (clif_delayed_reset_backward) and du, the gradient of the reported mem_t = h_t, lands on h:
+// gh = GU + du + gs g + ... u_prev stays u_{t-1}, the reset value (for dbeta).
 template <typename S, int RESET>
 CLIF_HD S clif_backward_core(S h, S g, S a, S m_prev, S b, S u_prev, S beta, S theta, S gsf,
-                             S dspk, S du, S dm, S& GU, S& GM, ParamGrads<S>& pg) {
+                             S dspk, S du, S dm, S& GU, S& GM, ParamGrads<S>& pg, bool delay = false) {
   const S s = clif_fire(h - theta);
   const S gu = GU + du;
   S gm = GM + dm;
   S gs, gh_u;
-  if (RESET == RESET_SUBTRACT) {
+  if (RESET == RESET_SUBTRACT && !delay) {
     gm = gm - gu * s * b * (S(1) - b);
     gs = dspk * gsf - gu * (theta + b) + gm;
     gh_u = gu;
-  } else if (RESET == RESET_ZERO) {
+  } else if (RESET == RESET_ZERO && !delay) {
     gm = gm - gu * s * b * (S(1) - b);
     gs = dspk * gsf - gu * (h + b) + gm;
     gh_u = gu * (S(1) - s);
@@ -295,7 +306,7 @@ CLIF_HD S clif_backward_core(S h, S g, S a, S m_prev, S b, S u_prev, S beta, S t
   const S gh = gh_u + gs * g + gm * gate * (S(1) - beta);
   pg.beta += gh * u_prev - gm * gate * h;
   pg.theta -= gs * g;
-  if (RESET == RESET_SUBTRACT) pg.theta -= gu * s;
+  if (RESET == RESET_SUBTRACT && !delay) pg.theta -= gu * s;
   pg.gsf += dspk * s;
   GU = beta * gh;
   GM = a * gm;
@@ -305,10 +316,34 @@ CLIF_HD S clif_backward_core(S h, S g, S a, S m_prev, S b, S u_prev, S beta, S t
 template <typename S, int RESET, int KIND>
 CLIF_HD S clif_backward_step(S h, S m_prev, S b, S u_prev, S beta, S theta, S gsf,
                              SurrogateConsts<S> sc, S dspk, S du, S dm, S& GU, S& GM,
-                             ParamGrads<S>& pg) {
+                             ParamGrads<S>& pg, bool delay = false) {
   S g, a;
   clif_backward_gates<S, KIND>(h, beta, theta, sc, g, a);
-  return clif_backward_core<S, RESET>(h, g, a, m_prev, b, u_prev, beta, theta, gsf, dspk, du, dm, GU, GM, pg);
+  return clif_backward_core<S, RESET>(h, g, a, m_prev, b, u_prev, beta, theta, gsf, dspk, du, dm, GU, GM, pg,
+                                      delay);
+}
+
+// reset_delay: u_{t-1} = R(h_{t-1}, H(h_{t-1} - theta), sigma(m_{t-1}), theta), the reset of step
+// t-1 applied at the start of step t from the carried h and m. The operations of the forward's
+// own reset (clif_forward_post), so u_{t-1} has the bits it has with reset_delay off. The
+// kernels apply it to a given initial state (h_{-1} = mem0, m_{-1} = comp0); later steps' u is
+// the forward's own.
+template <typename S, int RESET>
+CLIF_HD S clif_delayed_reset(S h, S m, S theta) {
+  if (RESET == RESET_NONE) return h;
+  return clif_reset<S, RESET>(h, clif_fire(h - theta), clif_sigmoid(m), theta);
+}
+
+// reset_delay backward, after step t's clif_backward_core(delay=true) left GU = dL/du_{t-1}: on
+// through the delayed reset to h_{t-1} (the spike and sigma(m_{t-1}) are detached, theta is not):
+//   GU = GU c_{t-1}   (c = 1; 1 - s_{t-1} for "zero"),   dtheta += -GU s_{t-1}   ("subtract")
+// with s_{t-1} = H(h_{t-1} - theta). At t = 0 with a given mem0 (= h_{-1}) this makes GU the
+// gradient of mem0.
+template <typename S, int RESET>
+CLIF_HD void clif_delayed_reset_backward(S h_prev, S theta, S& GU, S& ptheta) {
+  const S s = clif_fire(h_prev - theta);
+  if (RESET == RESET_SUBTRACT) ptheta -= GU * s;
+  if (RESET == RESET_ZERO) GU = GU * (S(1) - s);
 }
 
 }  // namespace snntorch_clif

@@ -12,11 +12,11 @@ namespace snntorch_clif {
 
 using ForwardOp = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, bool, bool, bool);
+    const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, bool, bool, bool, bool);
 using BackwardOp = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
     const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-    double, bool);
+    double, bool, bool);
 
 const c10::TypedOperatorHandle<ForwardOp>& forward_op();
 const c10::TypedOperatorHandle<BackwardOp>& backward_op();

@@ -35,15 +35,15 @@ struct WithoutGil {
 
 PyObject* forward_from_python(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
-  if (nargs != 11 && nargs != 12) {  // `step` may be left out, as its default allows
-    PyErr_Format(PyExc_TypeError, "forward() takes 11 or 12 positional arguments (%zd given)", nargs);
+  if (nargs < 11 || nargs > 13) {  // `step` and `reset_delay` may be left out, as their defaults allow
+    PyErr_Format(PyExc_TypeError, "forward() takes 11 to 13 positional arguments (%zd given)", nargs);
     return nullptr;
   }
   const bool typed = is_tensor(args[0]) && (args[1] == Py_None || is_tensor(args[1])) &&
                      (args[2] == Py_None || is_tensor(args[2])) && is_tensor(args[3]) && is_tensor(args[4]) &&
                      is_tensor(args[5]) && PyLong_CheckExact(args[6]) && PyLong_CheckExact(args[7]) &&
                      PyFloat_CheckExact(args[8]) && is_bool(args[9]) && is_bool(args[10]) &&
-                     (nargs == 11 || is_bool(args[11]));
+                     (nargs < 12 || is_bool(args[11])) && (nargs < 13 || is_bool(args[12]));
   if (!typed || at::impl::torch_function_mode_enabled()) Py_RETURN_NOTIMPLEMENTED;
   const int64_t reset = PyLong_AsLongLong(args[6]), surrogate = PyLong_AsLongLong(args[7]);
   if (PyErr_Occurred()) return nullptr;  // an int beyond 64 bits
@@ -53,7 +53,7 @@ PyObject* forward_from_python(PyObject*, PyObject* const* args, Py_ssize_t nargs
     out = forward_op().call(THPVariable_Unpack(args[0]), optional_tensor(args[1]), optional_tensor(args[2]),
                             THPVariable_Unpack(args[3]), THPVariable_Unpack(args[4]), THPVariable_Unpack(args[5]),
                             reset, surrogate, PyFloat_AS_DOUBLE(args[8]), args[9] == Py_True, args[10] == Py_True,
-                            nargs == 12 && args[11] == Py_True);
+                            nargs >= 12 && args[11] == Py_True, nargs == 13 && args[12] == Py_True);
   }
   auto& [spk, comp, mem, saved] = out;
   PyObject* result = PyTuple_New(4);  // its items start as NULL, so a partial tuple frees cleanly

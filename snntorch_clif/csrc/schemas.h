@@ -11,15 +11,21 @@ namespace snntorch_clif {
 // kernel; they are inputs so the autograd formula (ops.py) can see them.
 // step=True: x is one time step with no time dim (x.shape = the neurons' shape, T = 1); spk
 // comes back in x's shape, so a single step needs no view nodes around the op.
+// reset_delay=True (reference.py's reset_delay): mem0 and the returned mem are h, the membrane
+// before the reset; a given mem0 gets its reset (from comp0) before step 0, None means u_{-1} = 0
+// with no reset. Spikes and comp are those of reset_delay=False.
 constexpr const char* kForwardSchema =
     "clif_forward(Tensor x, Tensor? comp0, Tensor? mem0, Tensor beta, Tensor threshold, Tensor gsf, "
-    "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save, bool step=False) "
+    "int reset, int surrogate, float surrogate_param, bool return_sequences, bool save, bool step=False, "
+    "bool reset_delay=False) "
     "-> (Tensor spk, Tensor comp, Tensor mem, Tensor saved)";
 
+// mem0: the forward's, or None. Without reset_delay only dL/dbeta reads it (None: u_{-1} = 0);
+// with reset_delay it must be passed exactly when the forward got one (its reset is differentiated).
 constexpr const char* kBackwardSchema =
     "clif_backward(Tensor grad_spk, Tensor? grad_comp, Tensor? grad_mem, Tensor saved, Tensor? mem0, "
     "Tensor beta, Tensor threshold, Tensor gsf, int reset, int surrogate, float surrogate_param, "
-    "bool param_grads) "
+    "bool param_grads, bool reset_delay=False) "
     "-> (Tensor grad_x, Tensor grad_comp0, Tensor grad_mem0, Tensor grad_beta, Tensor grad_threshold, "
     "Tensor grad_gsf)";
 

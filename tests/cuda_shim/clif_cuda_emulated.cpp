@@ -1,8 +1,9 @@
 // The CUDA kernels of snntorch_clif (csrc/cuda/clif_cuda.cu), compiled with the host compiler
 // against cuda_shim.h, as the ops snntorch_clif_emu::clif_forward / clif_backward on CPU
 // tensors (same schemas as the real ops). Built and loaded by tests/cuda_emulator.py with
-// CLIF_CUDA_EMULATION, CLIF_POISON_OUTPUTS (outputs start as NaN), CLIF_CUDA_LIBRARY and
-// CLIF_CUDA_DISPATCH_KEY defined. Nothing here ships in the package.
+// CLIF_CUDA_EMULATION, CLIF_POISON_OUTPUTS (outputs start as NaN), CLIF_CUDA_LIBRARY (the ops'
+// namespace: snntorch_clif_emu, or another one for a build of a mutated copy of the sources)
+// and CLIF_CUDA_DISPATCH_KEY defined. Nothing here ships in the package.
 #include "cuda_shim.h"
 
 #include "../../snntorch_clif/csrc/cuda/clif_cuda.cu"
@@ -49,7 +50,7 @@ int64_t last_launch_blocks() { return gridDim.x; }
 
 }  // namespace
 
-TORCH_LIBRARY(snntorch_clif_emu, m) {
+TORCH_LIBRARY(CLIF_CUDA_LIBRARY, m) {
   m.def(snntorch_clif::kForwardSchema);
   m.def(snntorch_clif::kBackwardSchema);
   m.def("launch_self_test(int[] grid, int[] block) -> Tensor");

@@ -1,11 +1,14 @@
 // CPU kernels of snntorch_clif::clif_forward and snntorch_clif::clif_backward.
 //
 // Implements snntorch_clif/reference.py, clif_sequence_reference (the `for x in
-// x_seq.unbind(0)` loop, lines 110-118 at this writing, over clif_step_reference's lines
-// 63-80, `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`, without the
-// inhibition / state_quant branches), fused over time,
+// x_seq.unbind(0)` loop, lines 205-213 at this writing, over clif_step_reference's lines
+// 142-166, `delay = reset_delay and ...` .. `return s * graded_spikes_factor, comp, mem`,
+// without the inhibition / state_quant branches), fused over time,
 // and its reverse-mode derivative. The per-element arithmetic is csrc/clif_math.h, shared
-// with the CUDA kernel; this file only moves data.
+// with the CUDA kernel; this file only moves data. With reset_delay (reference.py's delayed
+// reset) the dynamics are the same: a given mem0 (h_{-1}) is reset before step 0, the mem
+// output is h_t, and the backward runs the "none" row with GU carried through each detached
+// reset (clif_math.h: clif_backward_core's delay, clif_delayed_reset_backward).
 //
 // Layout [T, N]. Neurons are split over threads (at::parallel_for, needs -fopenmp), each
 // thread walks blocks of kBlock neurons; for one block the time loop is outside and the
@@ -289,13 +292,51 @@ CLIF_FORCE_INLINE void backward_row_impl(const BwdRow<S>& r) {
   }
 }
 
-// One ISA variant = the four row functions compiled for that instruction set.
+// reset_delay's backward after the backward row of step t (whose core ran as the "none" one,
+// clif_math.h): GU = dL/du_{t-1} on through step t-1's detached reset to h_{t-1}
+// (clif_delayed_reset_backward), and the threshold's partial sums (nullptr: none wanted).
+template <typename S>
+struct DelayedResetRow {
+  int64_t len;
+  const S* h;  // h_{t-1}; at t = 0 the given mem0 (h_{-1})
+  const S* theta;
+  S* GU;
+  S* ptheta;
+};
+
+template <typename S, int RESET>
+CLIF_FORCE_INLINE void delayed_reset_row_impl(const DelayedResetRow<S>& r) {
+  const S* CLIF_RESTRICT h = r.h;
+  const S* CLIF_RESTRICT theta = r.theta;
+  S* CLIF_RESTRICT GU = r.GU;
+  S* CLIF_RESTRICT ptheta = r.ptheta;
+  const int64_t len = r.len;
+  if (ptheta != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      S gu = GU[i], pt = ptheta[i];
+      clif_delayed_reset_backward<S, RESET>(h[i], theta[i], gu, pt);
+      GU[i] = gu;
+      ptheta[i] = pt;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      S gu = GU[i], pt = S(0);
+      clif_delayed_reset_backward<S, RESET>(h[i], theta[i], gu, pt);
+      GU[i] = gu;
+    }
+  }
+}
+
+// One ISA variant = the row functions compiled for that instruction set.
 template <typename S>
 struct RowKernels {
   void (*forward[3])(const FwdRow<S>&);
   void (*recompute)(const RecomputeRow<S>&);
   void (*prev[3])(const PrevRow<S>&);
   void (*backward[2][3][NUM_SURROGATES])(const BwdRow<S>&);  // [parameter gradients][reset][surrogate]
+  void (*delayed_reset[3])(const DelayedResetRow<S>&);        // [reset]
 };
 
 #define CLIF_DEFINE_VARIANT(NS, ATTR)                                              \
@@ -308,6 +349,10 @@ struct RowKernels {
   ATTR void prev_row(const PrevRow<S>& r) { prev_row_impl<S, R>(r); }              \
   template <typename S, int R, int K, bool P>                                      \
   ATTR void backward_row(const BwdRow<S>& r) { backward_row_impl<S, R, K, P>(r); } \
+  template <typename S, int R>                                                     \
+  ATTR void delayed_reset_row(const DelayedResetRow<S>& r) {                       \
+    delayed_reset_row_impl<S, R>(r);                                               \
+  }                                                                                \
   }
 
 #define CLIF_KINDS(NS, S, R, P)                                                                       \
@@ -316,12 +361,12 @@ struct RowKernels {
    &NS::backward_row<S, R, 6, P>}
 #define CLIF_RESETS(NS, S, P) {CLIF_KINDS(NS, S, 0, P), CLIF_KINDS(NS, S, 1, P), CLIF_KINDS(NS, S, 2, P)}
 
-#define CLIF_TABLE(NS, S)                                                                      \
-  RowKernels<S> {                                                                              \
-    {&NS::forward_row<S, 0>, &NS::forward_row<S, 1>, &NS::forward_row<S, 2>},                \
-        &NS::recompute_row<S>, {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>}, {                   \
-      CLIF_RESETS(NS, S, false), CLIF_RESETS(NS, S, true)                                      \
-    }                                                                                          \
+#define CLIF_TABLE(NS, S)                                                                                  \
+  RowKernels<S> {                                                                                          \
+    {&NS::forward_row<S, 0>, &NS::forward_row<S, 1>, &NS::forward_row<S, 2>}, &NS::recompute_row<S>,     \
+        {&NS::prev_row<S, 0>, &NS::prev_row<S, 1>, &NS::prev_row<S, 2>},                                 \
+        {CLIF_RESETS(NS, S, false), CLIF_RESETS(NS, S, true)},                                           \
+        {&NS::delayed_reset_row<S, 0>, &NS::delayed_reset_row<S, 1>, &NS::delayed_reset_row<S, 2>}       \
   }
 
 CLIF_DEFINE_VARIANT(generic, )
@@ -407,6 +452,7 @@ struct ForwardJob {
   const S* gsf;
   bool beta_pn, theta_pn, gsf_pn;  // per-neuron or scalar
   bool return_sequences;
+  bool delay;  // reset_delay (with a reset): mem0 and the mem output are h, mem0's reset is pending
   in_t* spk;
   in_t* comp;
   in_t* mem;
@@ -445,8 +491,9 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   const RowKernels<S>& k = row_kernels<S>();
   const int64_t T = j.T, N = j.N;
   constexpr int64_t R = kRowStride<S>;
-  S* const w = work_rows<S>(7);
+  S* const w = work_rows<S>(8);
   S *u = w, *m = w + R, *beta = w + 2 * R, *theta = w + 3 * R, *gsf = w + 4 * R, *xbuf = w + 5 * R, *sbuf = w + 6 * R;
+  S* const hrow = w + 7 * R;  // reset_delay: h_t, where it is not saved
   for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
     const int64_t len = std::min(kBlock, end - n0);
     load_param(j.beta, j.beta_pn, n0, beta, len);
@@ -454,6 +501,12 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
     load_param(j.gsf, j.gsf_pn, n0, gsf, len);
     if (j.comp0) load(j.comp0 + n0, m, len); else std::fill(m, m + len, S(0));
     if (j.mem0) load(j.mem0 + n0, u, len); else std::fill(u, u + len, S(0));
+    const S* h_last = hrow;  // reset_delay: the h the mem output reports (h_{-1} = mem0 before a step)
+    if (j.delay) {
+      std::memcpy(hrow, u, len * sizeof(S));
+      // mem0 is h_{-1}: its reset applies now (prev_row: clif_delayed_reset's operations)
+      if (j.mem0) k.prev[j.reset](PrevRow<S>{len, hrow, m, theta, sbuf, u});
+    }
     for (int64_t t = 0; t < T; ++t) {
       const int64_t off = t * N + n0;
       if (j.saved && t % kSaveChunk == 0) {  // checkpoint m_{t-1} (clif_checks.h)
@@ -474,7 +527,7 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
         row.x = xbuf;
         row.spk = sbuf;
       }
-      row.h_save = j.saved ? j.saved + off : nullptr;
+      row.h_save = j.saved ? j.saved + off : (j.delay ? hrow : nullptr);
       if constexpr (kSame) {
         if (t + 1 < T) {
           row.next.read[0] = j.x + off + N;
@@ -484,14 +537,15 @@ void forward_range(const ForwardJob<in_t, S>& j, int64_t begin, int64_t end) {
       }
       k.forward[j.reset](row);
       if constexpr (!kSame) store(sbuf, j.spk + off, len);
+      if (j.delay) h_last = row.h_save;
       if (j.return_sequences) {
         store(m, j.comp + off, len);
-        store(u, j.mem + off, len);
+        if (j.delay) store(h_last, j.mem + off, len); else store(u, j.mem + off, len);
       }
     }
     if (!j.return_sequences) {
       store(m, j.comp + n0, len);
-      store(u, j.mem + n0, len);
+      if (j.delay) store(h_last, j.mem + n0, len); else store(u, j.mem + n0, len);
     }
   }
 }
@@ -506,11 +560,12 @@ struct BackwardJob {
   const in_t* gmem;
   bool gcomp_seq, gmem_seq;
   const S* saved;
-  const in_t* mem0;  // nullptr: u_{-1} taken as 0 (only the beta gradient uses it)
+  const in_t* mem0;  // nullptr: u_{-1} taken as 0 (without delay only the beta gradient uses it)
   const S* beta;
   const S* theta;
   const S* gsf;
   bool beta_pn, theta_pn, gsf_pn;
+  bool delay;  // reset_delay (with a reset): see clif_backward_core's delay, clif_delayed_reset_backward
   in_t* dx;
   in_t* dcomp0;
   in_t* dmem0;
@@ -529,13 +584,16 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
   const int64_t T = j.T, N = j.N;
   const S* saved = j.saved;
   constexpr int64_t R = kRowStride<S>;
-  S* const w = work_rows<S>(16 + 2 * kSaveChunk);
+  S* const w = work_rows<S>(17 + 2 * kSaveChunk);
   S *GU = w, *GM = w + R, *b = w + 2 * R, *bprev = w + 3 * R, *uprev = w + 4 * R, *zero = w + 5 * R;
   S *beta = w + 6 * R, *theta = w + 7 * R, *gsf = w + 8 * R, *pb = w + 9 * R, *pt = w + 10 * R, *pg = w + 11 * R;
   S *dsbuf = w + 12 * R, *dubuf = w + 13 * R, *dmbuf = w + 14 * R, *dxbuf = w + 15 * R;
   std::fill(zero, zero + kBlock, S(0));
   S* const m_rows = w + 16 * R;                   // m_rows + (i - 1) R: m_{t0 + i - 1}, i >= 1
   S* const a_rows = m_rows + kSaveChunk * R;      // a_rows + i R: a_{t0 + i}
+  S* const h0row = a_rows + kSaveChunk * R;       // reset_delay: mem0 (h_{-1})
+  // reset_delay: step t's own reset is not in its graph, so its backward row is the "none" one
+  const int core_reset = j.delay ? RESET_NONE : j.reset;
   S* bcur = b;
   S* bnext = bprev;
   for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
@@ -575,6 +633,9 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
         const int64_t off = t * N + n0;
         if (t > 0) {
           k.prev[j.reset](PrevRow<S>{len, saved + (t - 1) * N + n0, m_row(t - t0), theta, bnext, uprev});
+        } else if (j.mem0 && j.delay) {  // u_{-1}: mem0's reset, from m_{-1} (the checkpoint), as the forward
+          load(j.mem0 + n0, h0row, len);
+          k.prev[j.reset](PrevRow<S>{len, h0row, m_row(0), theta, bnext, uprev});
         } else if (j.mem0) {
           load(j.mem0 + n0, uprev, len);
         } else {
@@ -620,8 +681,12 @@ void backward_range(const BackwardJob<in_t, S>& j, int64_t begin, int64_t end) {
           row.dm = j.gcomp_seq ? dmbuf : zero;
           row.dx = dxbuf;
         }
-        k.backward[j.dbeta != nullptr][j.reset][j.kind](row);
+        k.backward[j.dbeta != nullptr][core_reset][j.kind](row);
         if constexpr (!kSame) store(dxbuf, j.dx + off, len);
+        if (j.delay && (t > 0 || j.mem0)) {  // GU on through step t-1's reset (at t = 0: mem0's)
+          k.delayed_reset[j.reset](DelayedResetRow<S>{len, t > 0 ? saved + (t - 1) * N + n0 : h0row, theta, GU,
+                                                      j.dbeta ? pt : nullptr});
+        }
         std::swap(bcur, bnext);
       }
     }
@@ -846,7 +911,7 @@ using Acc = std::conditional_t<std::is_same<S, double>::value, double, float>;
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
     const at::Tensor& x, const std::optional<at::Tensor>& comp0, const std::optional<at::Tensor>& mem0,
     const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
-    double surrogate_param, bool return_sequences, bool save) {
+    double surrogate_param, bool return_sequences, bool save, bool reset_delay) {
   (void)surrogate;
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
@@ -869,6 +934,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
     j.theta_pn = threshold.numel() == N && N != 1;
     j.gsf_pn = gsf.numel() == N && N != 1;
     j.return_sequences = return_sequences;
+    j.delay = reset_delay && reset != RESET_NONE;
     j.spk = o.spk.mutable_data_ptr<scalar_t>();
     j.comp = o.comp.mutable_data_ptr<scalar_t>();
     j.mem = o.mem.mutable_data_ptr<scalar_t>();
@@ -882,7 +948,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& grad_spk, const std::optional<at::Tensor>& grad_comp,
     const std::optional<at::Tensor>& grad_mem, const at::Tensor& saved, const std::optional<at::Tensor>& mem0,
     const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
-    double surrogate_param, bool param_grads) {
+    double surrogate_param, bool param_grads, bool reset_delay) {
   check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
   BackwardOutputs o = allocate_backward(grad_spk, param_grads);
   for (at::Tensor* t : {&o.dx, &o.dcomp0, &o.dmem0, &o.dbeta, &o.dthreshold, &o.dgsf}) *t = pooled(*t);
@@ -911,6 +977,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     j.beta_pn = beta.numel() == N && N != 1;
     j.theta_pn = threshold.numel() == N && N != 1;
     j.gsf_pn = gsf.numel() == N && N != 1;
+    j.delay = reset_delay && reset != RESET_NONE;
     j.dx = o.dx.mutable_data_ptr<scalar_t>();
     j.dcomp0 = o.dcomp0.mutable_data_ptr<scalar_t>();
     j.dmem0 = o.dmem0.mutable_data_ptr<scalar_t>();

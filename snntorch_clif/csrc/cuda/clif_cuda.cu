@@ -1,12 +1,13 @@
 // CUDA kernels of snntorch_clif::clif_forward and snntorch_clif::clif_backward.
 //
 // Implements snntorch_clif/reference.py, clif_sequence_reference (the `for x in
-// x_seq.unbind(0)` loop, lines 110-118 at this writing, over clif_step_reference's lines
-// 63-80, `h = beta * mem + x` .. `return s * graded_spikes_factor, comp, mem`, without the
-// inhibition / state_quant branches), fused over time,
-// and its reverse-mode derivative: the same contract as cpu/clif_cpu.cpp. All arithmetic
-// is csrc/clif_math.h (compiled with --fmad=false and --ftz=true, as the CPU side with
-// -ffp-contract=off and subnormals flushed, so both devices round alike).
+// x_seq.unbind(0)` loop, lines 205-213 at this writing, over clif_step_reference's lines
+// 142-166, `delay = reset_delay and ...` .. `return s * graded_spikes_factor, comp, mem`,
+// without the inhibition / state_quant branches), fused over time,
+// and its reverse-mode derivative (reset_delay: a runtime flag), the same contract as
+// cpu/clif_cpu.cpp. All arithmetic is csrc/clif_math.h (compiled with --fmad=false and
+// --ftz=true, as the CPU side with -ffp-contract=off and subnormals flushed, so both devices
+// round alike).
 //
 // One thread per neuron (two neighbouring ones in the float16 / bfloat16 forward), grid over
 // N, the time loop inside with the carries in registers; for a fixed t a warp reads
@@ -70,6 +71,7 @@ struct ForwardArgs {
   const float* __restrict__ gsf;
   int64_t beta_stride, theta_stride, gsf_stride;  // 1 per-neuron, 0 one value for all
   bool return_sequences;
+  bool delay;  // reset_delay (with a reset): mem0 and the mem output are h, mem0's reset is pending
   in_t* __restrict__ spk;
   in_t* __restrict__ comp;
   in_t* __restrict__ mem;
@@ -113,7 +115,7 @@ __device__ __forceinline__ void store_lanes(T* p, const Lanes<T, W>& value) {
 #endif
 }
 
-// comp and mem of W neighbouring neurons at offset `off`.
+// comp and mem of W neighbouring neurons at offset `off` (mem: u_t, or h_t with reset_delay).
 template <int W, typename in_t, typename Index>
 __device__ __forceinline__ void store_states(const ForwardArgs<in_t>& a, Index off, const float* u, const float* m) {
   Lanes<in_t, W> comp, mem;
@@ -155,6 +157,12 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_fo
     u[j] = a.mem0 ? static_cast<float>(mem0.v[j]) : 0.f;
     m[j] = a.comp0 ? static_cast<float>(comp0.v[j]) : 0.f;
   }
+  // reset_delay: mem0 is h_{-1}, whose reset applies before step 0. With T = 0 the mem output
+  // is mem0 itself (the final state below stores u), so the reset is skipped then.
+  if (a.delay && a.mem0 && T > 0) {
+#pragma unroll
+    for (int j = 0; j < W; ++j) u[j] = clif_delayed_reset<float, RESET>(u[j], m[j], theta[j]);
+  }
   // saved rows (clif_checks.h): h_t at row t; row T + c: m_{c K - 1}, K = kSaveChunk
   float* checkpoint = a.saved ? a.saved + T * N + n : nullptr;
   Lanes<in_t, W> x_lanes = T > 0 ? load_lanes<W>(a.x + n) : Lanes<in_t, W>{};
@@ -182,9 +190,17 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<Index, W>) clif_fo
     }
     store_lanes<W>(a.spk + off, spk);
     if (a.saved) store_lanes<W>(a.saved + off, hs);
-    if (a.return_sequences) store_states<W>(a, off, u, m);
+    if (a.delay) {  // reset_delay: the mem output is h_t (the final state stored at the last step)
+      if (a.return_sequences) {
+        store_states<W>(a, off, hs.v, m);
+      } else if (t + 1 == T) {
+        store_states<W>(a, n, hs.v, m);
+      }
+    } else if (a.return_sequences) {
+      store_states<W>(a, off, u, m);
+    }
   }
-  if (!a.return_sequences) store_states<W>(a, n, u, m);
+  if (!a.return_sequences && !(a.delay && T > 0)) store_states<W>(a, n, u, m);
 }
 
 template <typename in_t>
@@ -196,11 +212,12 @@ struct BackwardArgs {
   const in_t* __restrict__ gmem;
   bool gcomp_seq, gmem_seq;
   const float* __restrict__ saved;
-  const in_t* __restrict__ mem0;  // nullptr: u_{-1} = 0 (only dL/dbeta reads it)
+  const in_t* __restrict__ mem0;  // nullptr: u_{-1} = 0 (without delay only dL/dbeta reads it)
   const float* __restrict__ beta;  // parameters arrive in float32
   const float* __restrict__ theta;
   const float* __restrict__ gsf;
   int64_t beta_stride, theta_stride, gsf_stride;
+  bool delay;  // reset_delay (with a reset): see clif_backward_core's delay, clif_delayed_reset_backward
   in_t* __restrict__ dx;
   in_t* __restrict__ dcomp0;
   in_t* __restrict__ dmem0;
@@ -239,6 +256,7 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
   const float beta = a.beta[n * static_cast<Index>(a.beta_stride)];
   const float theta = a.theta[n * static_cast<Index>(a.theta_stride)];
   const float gsf = a.gsf[n * static_cast<Index>(a.gsf_stride)];
+  const bool delay = RESET != RESET_NONE && a.delay;
   float GU = (a.gmem && !a.gmem_seq) ? static_cast<float>(a.gmem[n]) : 0.f;
   float GM = (a.gcomp && !a.gcomp_seq) ? static_cast<float>(a.gcomp[n]) : 0.f;
   ParamGrads<float> pg{0.f, 0.f, 0.f};
@@ -272,9 +290,9 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
           const Index t = t0 + i;
           BackwardLoads next{0.f, 0.f, 0.f};
           if (t > 0) next = load_backward_step(a, off - N);  // step t-1's, ahead of this step's work
-          float b_prev = 0.f, u_prev;
+          float b_prev = 0.f, u_prev, h_prev;
           if (t > 0) {  // redo step t-1's reset: u_{t-1} (never run the dynamics backwards)
-            const float h_prev = i > 0 ? h_chunk[i - 1] : a.saved[off - N];
+            h_prev = i > 0 ? h_chunk[i - 1] : a.saved[off - N];
             if (RESET == RESET_NONE) {
               u_prev = h_prev;
             } else {
@@ -282,10 +300,15 @@ __global__ void __launch_bounds__(kThreads) clif_backward_kernel(const BackwardA
               u_prev = clif_reset<float, RESET>(h_prev, clif_fire(h_prev - theta), b_prev, theta);
             }
           } else {
-            u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+            h_prev = u_prev = a.mem0 ? static_cast<float>(a.mem0[n]) : 0.f;
+            // reset_delay: u_{-1} is mem0's reset, from m_{-1} (the checkpoint), as the forward did
+            if (delay && a.mem0) u_prev = clif_delayed_reset<float, RESET>(h_prev, m_chunk[i], theta);
           }
           const float gh = clif_backward_step<float, RESET, KIND>(h_chunk[i], m_chunk[i], b, u_prev, beta, theta,
-                                                                  gsf, a.sc, in.dspk, in.du, in.dm, GU, GM, pg);
+                                                                  gsf, a.sc, in.dspk, in.du, in.dm, GU, GM, pg,
+                                                                  delay);
+          // reset_delay: GU on through step t-1's reset (at t = 0: mem0's, when there is one)
+          if (delay && (t > 0 || a.mem0)) clif_delayed_reset_backward<float, RESET>(h_prev, theta, GU, pg.theta);
           a.dx[off] = static_cast<in_t>(gh);
           b = b_prev;
           in = next;
@@ -360,7 +383,7 @@ void launch_forward(const ForwardArgs<in_t>& a, int64_t reset, cudaStream_t stre
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
     const at::Tensor& x, const std::optional<at::Tensor>& comp0, const std::optional<at::Tensor>& mem0,
     const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
-    double surrogate_param, bool return_sequences, bool save) {
+    double surrogate_param, bool return_sequences, bool save, bool reset_delay) {
   (void)surrogate;
   (void)surrogate_param;
   check_forward_args(x, comp0, mem0, beta, threshold, gsf, reset);
@@ -384,6 +407,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cuda(
     a.theta_stride = stride_of(threshold, N);
     a.gsf_stride = stride_of(gsf, N);
     a.return_sequences = return_sequences;
+    a.delay = reset_delay && reset != RESET_NONE;
     a.spk = o.spk.mutable_data_ptr<scalar_t>();
     a.comp = o.comp.mutable_data_ptr<scalar_t>();
     a.mem = o.mem.mutable_data_ptr<scalar_t>();
@@ -417,7 +441,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& grad_spk, const std::optional<at::Tensor>& grad_comp,
     const std::optional<at::Tensor>& grad_mem, const at::Tensor& saved, const std::optional<at::Tensor>& mem0,
     const at::Tensor& beta, const at::Tensor& threshold, const at::Tensor& gsf, int64_t reset, int64_t surrogate,
-    double surrogate_param, bool param_grads) {
+    double surrogate_param, bool param_grads, bool reset_delay) {
   check_backward_args(grad_spk, grad_comp, grad_mem, saved, mem0, beta, threshold, gsf, reset, surrogate);
   TORCH_CHECK(grad_spk.scalar_type() != at::kDouble,
               "snntorch_clif: the CUDA kernel takes float32, float16 or bfloat16");
@@ -447,6 +471,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     a.beta_stride = stride_of(beta, N);
     a.theta_stride = stride_of(threshold, N);
     a.gsf_stride = stride_of(gsf, N);
+    a.delay = reset_delay && reset != RESET_NONE;
     a.dx = o.dx.mutable_data_ptr<scalar_t>();
     a.dcomp0 = o.dcomp0.mutable_data_ptr<scalar_t>();
     a.dmem0 = o.dmem0.mutable_data_ptr<scalar_t>();
