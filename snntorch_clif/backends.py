@@ -24,6 +24,9 @@ fused op where it applies), or in code::
 
 Both backends fire with the same rule, :math:`s = H(h - \\theta)` with
 :math:`H(z) = 1` for :math:`z \\ge 0`.
+
+On the CPU the fused kernel uses up to ``torch.get_num_threads()`` threads, and keeps its
+speed when other programs hold some of the cores: see :func:`cpu_threads`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
@@ -45,6 +48,8 @@ from .surrogate import Surrogate
 
 __all__ = [
     "BackendReport",
+    "CpuThreads",
+    "cpu_threads",
     "cuda_arch_problem",
     "fused_unsupported_reason",
     "get_backend",
@@ -223,6 +228,62 @@ def fused_unsupported_reason(
             return None
     _warn_once(reason)
     return reason
+
+
+class CpuThreads(NamedTuple):
+    """How the fused CPU kernel has used threads in this process (:func:`cpu_threads`)."""
+
+    policy: str  #: "adaptive" (default), "threads" or "single"
+    contended: bool  #: calls run on one thread now, after a late helper ("adaptive")
+    threaded_calls: int  #: kernel calls that shared their work with helper threads
+    single_calls: int  #: calls big enough for threads that ran on the calling thread alone
+    contended_calls: int  #: threaded calls whose helpers were late (each starts a back-off)
+    last_late_ms: float  #: the last threaded call: how late its first helper started
+    last_wait_ms: float  #: the last threaded call: how long it then waited for helpers
+    helper_threads: int  #: helper threads started (at most torch.get_num_threads() - 1)
+
+
+_CPU_POLICIES = ("adaptive", "threads", "single")
+
+
+def cpu_threads(policy: Optional[str] = None, contended_for: Optional[float] = None) -> CpuThreads:
+    """The fused CPU kernel's thread policy and counters; optionally set the policy first.
+
+    The kernel cuts the neurons into chunks that the calling thread and helper threads (up
+    to ``torch.get_num_threads()`` threads in all, when the work pays for them) claim from
+    one counter, so a call never waits for a helper that the operating system has not
+    scheduled: the caller takes every chunk no helper took. With ``policy="adaptive"`` (the
+    default) a call whose helper started more than 1 ms late, or that waited that long for
+    one, marks the CPU contended: the calls of the next 0.1 s run on the calling thread
+    alone, then threads are tried again (after 0.2 s if that try is late too, then 0.4 s,
+    up to 3.2 s; a try whose helpers are on time ends the back-off). ``"threads"`` and ``"single"`` force one behaviour (the
+    environment variable ``SNNTORCH_CLIF_CPU_POLICY`` sets it at import). Results are the
+    same bits whatever the policy and the thread count. ``contended_for`` (seconds) marks
+    the CPU contended for that long (``0``: not contended), for tests and benchmarks.
+
+    Raises ``RuntimeError`` when the compiled kernels are not loaded.
+
+    Example::
+
+        >>> from snntorch_clif import backends
+        >>> backends.cpu_threads().policy                    # doctest: +SKIP
+        'adaptive'
+        >>> backends.cpu_threads(policy="single").policy     # doctest: +SKIP
+        'single'
+        >>> _ = backends.cpu_threads(policy="adaptive")      # doctest: +SKIP
+    """
+    if not ops.AVAILABLE or not hasattr(ops._C, "cpu_threads"):
+        raise RuntimeError(f"the compiled CPU kernel is not loaded ({ops.LOAD_ERROR or 'a library without it'})")
+    if policy is not None and policy not in _CPU_POLICIES:
+        raise ValueError(f"policy must be one of {_CPU_POLICIES}, got {policy!r}")
+    if contended_for is not None and not contended_for >= 0:
+        raise ValueError(f"contended_for must be a number of seconds >= 0, got {contended_for!r}")
+    state = ops._C.cpu_threads(
+        -1 if policy is None else _CPU_POLICIES.index(policy),
+        -1 if contended_for is None else int(contended_for * 1e9),
+    )
+    return CpuThreads(_CPU_POLICIES[state[0]], bool(state[1]), state[2], state[3], state[4], state[5] / 1e6,
+                      state[6] / 1e6, state[7])
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,27 @@
 
 tests/test_ops.py checks the kernel's numbers against the reference on small problems;
 these tests check what changes with the problem's size and the machine: neurons are cut
-into blocks of 1024 and spread over threads, the next time step's rows are prefetched, and
-large outputs come from a pool of reused memory (csrc/cpu/clif_cpu.cpp). None of that may
-change a single bit of any result.
+into blocks of 1024 and spread over threads (chunks claimed by the caller and helper
+threads, under a policy that falls back to one thread on a contended CPU), the next time
+step's rows are prefetched, and large outputs come from a pool of reused memory
+(csrc/cpu/clif_cpu.cpp). None of that may change a single bit of any result. The thread
+policy is checked through its hook (backends.cpu_threads), never through timings.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 import torch
 
-from snntorch_clif import ops
+from snntorch_clif import backends, ops
 
 pytestmark = pytest.mark.skipif(not ops.has_kernel("cpu"), reason=f"CPU kernel not built: {ops.LOAD_ERROR}")
 
@@ -49,12 +53,12 @@ def make_inputs(T: int, N: int, dtype: torch.dtype, seed: int) -> dict[str, torc
     }
 
 
-def run_op(a: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+def run_op(a: dict[str, torch.Tensor], reset_delay: bool = False) -> list[torch.Tensor]:
     """Every output of the forward (state sequences on) and of the backward (parameter partials on)."""
     spk, comp, mem, saved = FWD(a["x"], a["comp"], a["mem"], a["beta"], a["thr"], a["gsf"],
-                                RESET, SURROGATE, PARAM, True, True)
+                                RESET, SURROGATE, PARAM, True, True, False, reset_delay)
     grads = BWD(a["gspk"], a["gcomp"], a["gmem"], saved, a["mem"], a["beta"], a["thr"], a["gsf"],
-                RESET, SURROGATE, PARAM, True)
+                RESET, SURROGATE, PARAM, True, reset_delay)
     return [spk, comp, mem, *grads]
 
 
@@ -96,6 +100,124 @@ def test_results_do_not_depend_on_blocks_or_threads(dtype: torch.dtype, T: int, 
         part = run_op(neuron_slice(a, lo, hi))
         want = [w[:, lo:hi] if w.dim() == 2 else w[lo:hi] for w in whole]
         assert_bitwise(part, want)
+
+
+@pytest.fixture
+def policy():
+    """Put the CPU kernel's thread policy back to its default (adaptive, not contended) afterwards."""
+    yield
+    backends.cpu_threads(policy="adaptive", contended_for=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("reset_delay", [False, True])
+def test_results_do_not_depend_on_the_thread_policy(dtype: torch.dtype, reset_delay: bool, threads: None,
+                                                     policy: None) -> None:
+    """Ten chunks of 1024 neurons (the last one partial) on the calling thread alone, shared with
+    one or two helper threads, or run alone because the CPU is marked contended: the same bits."""
+    T, N = 7, 9 * 1024 + 5
+    a = make_inputs(T, N, dtype, seed=5)
+    torch.set_num_threads(1)
+    want = run_op(a, reset_delay)
+    for n, name, contended in [(2, "threads", 0), (3, "threads", 0), (2, "single", 0), (2, "adaptive", 60)]:
+        torch.set_num_threads(n)
+        before = backends.cpu_threads(policy=name, contended_for=contended)
+        assert_bitwise(run_op(a, reset_delay), want)
+        after = backends.cpu_threads()
+        threaded = after.threaded_calls - before.threaded_calls
+        assert threaded == (2 if name == "threads" else 0), (n, name)
+
+
+def test_the_policy_follows_its_hook_and_torch_threads(threads: None, policy: None) -> None:
+    a = make_inputs(8, 8 * 1024, torch.float32, seed=6)
+    torch.set_num_threads(2)
+    start = backends.cpu_threads(policy="adaptive", contended_for=0)
+    assert start.policy == "adaptive" and not start.contended
+    run_op(a)
+    first = backends.cpu_threads()
+    # the forward shares its work (the backward too, unless the machine's own load made a helper late)
+    assert first.threaded_calls - start.threaded_calls >= 1 and first.helper_threads >= 1
+    marked = backends.cpu_threads(contended_for=60)  # as if a helper had just been late
+    assert marked.contended
+    run_op(a)
+    after = backends.cpu_threads()
+    assert after.threaded_calls == marked.threaded_calls and after.single_calls == marked.single_calls + 2
+    backends.cpu_threads(policy="threads")  # forced threads ignore the contention
+    run_op(a)
+    forced = backends.cpu_threads()
+    assert forced.threaded_calls == after.threaded_calls + 2
+    backends.cpu_threads(policy="single", contended_for=0)
+    run_op(a)
+    single = backends.cpu_threads()
+    assert single.threaded_calls == forced.threaded_calls and single.single_calls == forced.single_calls + 2
+    torch.set_num_threads(1)  # torch.set_num_threads(1): no helper, whatever the policy
+    backends.cpu_threads(policy="threads")
+    run_op(a)
+    assert backends.cpu_threads().threaded_calls == single.threaded_calls
+    torch.set_num_threads(2)
+    run_op(make_inputs(8, 900, torch.float32, seed=7))  # one chunk, too little work to share
+    assert backends.cpu_threads().threaded_calls == single.threaded_calls
+
+
+def test_bad_policy_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="policy must be one of"):
+        backends.cpu_threads(policy="fast")
+    with pytest.raises(ValueError, match="contended_for"):
+        backends.cpu_threads(contended_for=-1.0)
+
+
+def test_the_environment_sets_the_policy() -> None:
+    code = "from snntorch_clif import backends; print(backends.cpu_threads().policy)"
+    for value, want in [("single", "single"), ("threads", "threads"), ("", "adaptive")]:
+        env = dict(os.environ, SNNTORCH_CLIF_CPU_POLICY=value)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split()[-1] == want
+
+
+def test_callers_on_several_python_threads_share_the_helpers_safely(threads: None, policy: None) -> None:
+    # One caller at a time gets the helpers; another meanwhile runs alone: every result is right.
+    torch.set_num_threads(2)
+    backends.cpu_threads(policy="threads")
+    cases = [make_inputs(5, 6 * 1024 + 3, torch.float32, seed=20 + i) for i in range(3)]
+    want = [run_op(a) for a in cases]
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        for _ in range(6):
+            if not all(torch.equal(g, w) for g, w in zip(run_op(cases[i]), want[i])):
+                errors.append(f"thread {i}")
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_gets_helper_threads_of_its_own(threads: None, policy: None) -> None:
+    # The parent's helpers do not exist in a forked child (a DataLoader worker): the child must
+    # start its own, not wait for the parent's forever.
+    torch.set_num_threads(2)
+    backends.cpu_threads(policy="threads")
+    a = make_inputs(6, 5 * 1024, torch.float32, seed=13)
+    want = [t.clone() for t in run_op(a)]
+    assert backends.cpu_threads().helper_threads >= 1
+    pid = os.fork()
+    if pid == 0:  # child: exit status 0 when the results are right (SIGALRM ends a deadlock)
+        ok = False
+        try:
+            signal.alarm(120)
+            before = backends.cpu_threads(policy="threads")
+            got = run_op(a)
+            after = backends.cpu_threads()
+            ok = all(torch.equal(g, w) for g, w in zip(got, want)) and after.threaded_calls > before.threaded_calls
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_backward_without_state_gradients_or_mem0_across_blocks(threads: None) -> None:

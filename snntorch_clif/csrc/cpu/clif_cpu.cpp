@@ -30,12 +30,17 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -905,6 +910,253 @@ int64_t grain_size(int64_t T) {
   return std::max<int64_t>(256, kThreadWork / std::max<int64_t>(T, 1));
 }
 
+// ---------------------------------------------------------------------------------------
+// Threads on a CPU that other programs use too.
+// ---------------------------------------------------------------------------------------
+// at::parallel_for (OpenMP) gives each thread one range and joins them all at the end: when
+// another program holds a core, a worker that is not running when the region starts waits
+// for a scheduler slice, and so does the caller, at the join (~8 ms on a 2-core machine with
+// one core busy, for ~0.3 ms of work at [4, 32, 1024]). Here the neurons are cut into chunks
+// of kBlock that the calling thread and helper threads claim from one counter: the caller
+// starts at once, takes every chunk no helper has claimed, and then waits only for chunks a
+// helper is running. A helper that has not started costs nothing; the worst case is a helper
+// preempted inside a chunk (~0.01-0.2 ms of work), waited for until it runs again.
+//
+// Policy (ChunkPool::Policy): kAdaptive (default) notes, at every threaded call, how late the
+// first helper claimed a chunk after the call started and how long the caller then waited
+// for helpers; either above kLateNs marks the CPU contended, and the calls of the next
+// back-off run on the calling thread alone (no wake-ups, nothing to wait for), then threads
+// are tried again. The back-off starts at kBackoffNs and doubles with every contended try
+// (up to kMaxBackoffNs), so a machine that stays busy costs a try every few seconds; a try
+// that finds the helpers on time ends it. kThreads / kSingle force one way (tests,
+// benchmarks). Every neuron's arithmetic is the same on any thread, in any chunk: results do
+// not depend on any of this. SNNTORCH_CLIF_CPU_POLICY=adaptive|threads|single sets the
+// policy at load time.
+//
+// Helpers spin for kSpinNs after a job before they sleep: a forward is soon followed by
+// another layer's call or its backward, and a sleeping helper takes tens of microseconds to
+// wake, a tenth of a small call's work.
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class ChunkPool {
+ public:
+  enum Policy : int { kAdaptive = 0, kThreads = 1, kSingle = 2 };
+  using Fn = void (*)(const void* ctx, int64_t chunk);
+
+  static constexpr int64_t kLateNs = 1000000;          // 1 ms: a descheduled helper, not a slow wake-up
+  static constexpr int64_t kBackoffNs = 100000000;      // 0.1 s on one thread after a late call ...
+  static constexpr int64_t kMaxBackoffNs = 3200000000;  // ... doubling while tries stay late, to 3.2 s
+  static constexpr int64_t kSpinNs = 100000;            // 0.1 ms
+
+  // The pool of this process. Never destroyed (helpers may outlive exit handlers). A forked
+  // child has none of the parent's helpers (and perhaps a lock a parent thread held): it makes
+  // a pool of its own and leaks the parent's.
+  static ChunkPool& get() {
+    static std::atomic<ChunkPool*> pool{nullptr};
+    ChunkPool* p = pool.load(std::memory_order_acquire);
+    while (p == nullptr || p->pid_ != getpid()) {
+      ChunkPool* fresh = new ChunkPool();
+      if (pool.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
+      delete fresh;  // another thread made one first (p now holds it)
+    }
+    return *p;
+  }
+
+  // fn(ctx, c) for every c in [0, chunks): on the calling thread and up to `helpers` helper
+  // threads, as the policy allows; returns when all have finished.
+  void run(int64_t chunks, int helpers, Fn fn, const void* ctx) {
+    const int policy = policy_.load(std::memory_order_relaxed);
+    bool threaded = helpers > 0 && chunks > 1 && policy != kSingle;
+    if (threaded && policy == kAdaptive && now_ns() < single_until_ns_.load(std::memory_order_relaxed)) {
+      threaded = false;  // contended a moment ago: one thread until the back-off ends
+    }
+    // One caller at a time uses the helpers (two Python threads calling at once: the second runs alone).
+    if (threaded && busy_.exchange(true, std::memory_order_acquire)) threaded = false;
+    if (!threaded) {
+      single_calls_.fetch_add(1, std::memory_order_relaxed);
+      for (int64_t c = 0; c < chunks; ++c) fn(ctx, c);
+      return;
+    }
+    threaded_calls_.fetch_add(1, std::memory_order_relaxed);
+    auto job = std::make_shared<Job>();
+    job->fn = fn;
+    job->ctx = ctx;
+    job->chunks = chunks;
+    job->helpers = helpers;
+    job->start_ns = now_ns();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (static_cast<int>(threads_started_) < helpers) start_helper(threads_started_++);
+      current_ = job;
+      ++generation_;
+      posted_.store(generation_, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work(*job);
+    const int64_t own_end = now_ns();
+    // Wait for the chunks helpers are running: spin briefly, then sleep until the last one.
+    for (int spin = 0; job->done.load(std::memory_order_acquire) < chunks; ++spin) {
+      if (spin < 2000) {
+        cpu_relax();
+      } else {
+        const int64_t done = job->done.load(std::memory_order_acquire);
+        if (done < chunks) job->done.wait(done, std::memory_order_acquire);
+      }
+    }
+    const int64_t end = now_ns();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      current_.reset();  // a helper waking after this finds no job
+    }
+    busy_.store(false, std::memory_order_release);
+    const int64_t first = job->first_helper_ns.load(std::memory_order_relaxed);
+    const int64_t late = first == kNever ? end - job->start_ns : first - job->start_ns;
+    const int64_t waited = end - own_end;
+    last_late_ns_.store(late, std::memory_order_relaxed);
+    last_wait_ns_.store(waited, std::memory_order_relaxed);
+    if (policy == kAdaptive) {
+      if (late > kLateNs || waited > kLateNs) {
+        contended_calls_.fetch_add(1, std::memory_order_relaxed);
+        const int64_t backoff = backoff_ns_.load(std::memory_order_relaxed);
+        single_until_ns_.store(end + backoff, std::memory_order_relaxed);
+        backoff_ns_.store(std::min(2 * backoff, kMaxBackoffNs), std::memory_order_relaxed);
+      } else {
+        backoff_ns_.store(kBackoffNs, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void set_policy(int policy) {
+    policy_.store(policy, std::memory_order_relaxed);
+    single_until_ns_.store(0, std::memory_order_relaxed);
+    backoff_ns_.store(kBackoffNs, std::memory_order_relaxed);
+  }
+  // Pretend (or forget) contention: calls of the next `ns` nanoseconds run on one thread.
+  void set_contended_for(int64_t ns) { single_until_ns_.store(ns > 0 ? now_ns() + ns : 0, std::memory_order_relaxed); }
+
+  struct State {
+    int policy;
+    bool contended;  // threads are held back now (kAdaptive)
+    int64_t threaded_calls, single_calls, contended_calls, last_late_ns, last_wait_ns, helpers_started;
+  };
+  State state() const {
+    return {policy_.load(), now_ns() < single_until_ns_.load(), threaded_calls_.load(), single_calls_.load(),
+            contended_calls_.load(), last_late_ns_.load(), last_wait_ns_.load(),
+            static_cast<int64_t>(threads_started_)};
+  }
+
+ private:
+  static constexpr int64_t kNever = INT64_MAX;
+
+  struct Job {
+    Fn fn = nullptr;
+    const void* ctx = nullptr;
+    int64_t chunks = 0;
+    int helpers = 0;
+    int64_t start_ns = 0;
+    std::atomic<int64_t> next{0};  // the next chunk to claim
+    std::atomic<int64_t> done{0};  // chunks finished
+    std::atomic<int64_t> first_helper_ns{kNever};
+  };
+
+  ChunkPool() : pid_(getpid()) {
+    if (const char* env = std::getenv("SNNTORCH_CLIF_CPU_POLICY")) {
+      const std::string v = env;
+      policy_ = v == "threads" ? kThreads : v == "single" ? kSingle : kAdaptive;
+    }
+  }
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+  }
+
+  // Claim and run chunks until none is left; ctx is only touched for a chunk claimed here, and
+  // the caller returns only after every claimed chunk is done, so it is alive meanwhile.
+  static void work(Job& job) {
+    for (int64_t c; (c = job.next.fetch_add(1, std::memory_order_relaxed)) < job.chunks;) {
+      job.fn(job.ctx, c);
+      if (job.done.fetch_add(1, std::memory_order_acq_rel) + 1 == job.chunks) job.done.notify_all();
+    }
+  }
+
+  void start_helper(int index) {
+    std::thread([this, index] { helper_loop(index); }).detach();
+  }
+
+  void helper_loop(int index) {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), "snntorch_clif");
+#endif
+    uint64_t seen = 0;
+    for (;;) {
+      std::shared_ptr<Job> job;
+      for (const int64_t until = now_ns() + kSpinNs;
+           posted_.load(std::memory_order_acquire) == seen && now_ns() < until;) {
+        cpu_relax();
+      }
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        job = current_;
+      }
+      if (!job || index >= job->helpers) continue;
+      if (job->next.load(std::memory_order_relaxed) >= job->chunks) continue;  // the caller took them all
+      const int64_t t = now_ns();
+      int64_t first = job->first_helper_ns.load(std::memory_order_relaxed);
+      while (t < first && !job->first_helper_ns.compare_exchange_weak(first, t, std::memory_order_relaxed)) {
+      }
+      work(*job);
+    }
+  }
+
+  const pid_t pid_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<Job> current_;  // guarded by mu_
+  uint64_t generation_ = 0;       // guarded by mu_
+  std::atomic<uint64_t> posted_{0};  // generation_, for helpers spinning outside the lock
+  unsigned threads_started_ = 0;  // guarded by mu_
+  std::atomic<bool> busy_{false};
+  std::atomic<int> policy_{kAdaptive};
+  std::atomic<int64_t> single_until_ns_{0};
+  std::atomic<int64_t> backoff_ns_{kBackoffNs};
+  std::atomic<int64_t> threaded_calls_{0}, single_calls_{0}, contended_calls_{0};
+  std::atomic<int64_t> last_late_ns_{0}, last_wait_ns_{0};
+};
+
+// Neurons [0, N) in chunks of kBlock through the pool, with as many threads as torch allows
+// (torch.set_num_threads) and the work pays for (grain_size). Nested inside a parallel region:
+// the calling thread alone.
+template <typename RangeFn>
+void parallel_chunks(int64_t N, int64_t T, const RangeFn& range) {
+  const int64_t chunks = (N + kBlock - 1) / kBlock;
+  int64_t threads = std::min<int64_t>(at::get_num_threads(), N / grain_size(T));
+  threads = std::min(threads, chunks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    range(int64_t(0), N);
+    return;
+  }
+  struct Ctx {
+    const RangeFn* range;
+    int64_t N;
+  } ctx{&range, N};
+  ChunkPool::get().run(
+      chunks, static_cast<int>(threads - 1),
+      [](const void* p, int64_t c) {
+        const Ctx& x = *static_cast<const Ctx*>(p);
+        (*x.range)(c * kBlock, std::min(x.N, (c + 1) * kBlock));
+      },
+      &ctx);
+}
+
 template <typename S>
 using Acc = std::conditional_t<std::is_same<S, double>::value, double, float>;
 
@@ -939,7 +1191,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> clif_forward_cpu(
     j.comp = o.comp.mutable_data_ptr<scalar_t>();
     j.mem = o.mem.mutable_data_ptr<scalar_t>();
     j.saved = save ? o.saved.mutable_data_ptr<S>() : nullptr;
-    at::parallel_for(0, N, grain_size(T), [&](int64_t begin, int64_t end) { forward_range(j, begin, end); });
+    parallel_chunks(N, T, [&](int64_t begin, int64_t end) { forward_range(j, begin, end); });
   });
   return {o.spk, o.comp, o.mem, o.saved};
 }
@@ -984,7 +1236,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     j.dbeta = param_grads ? o.dbeta.mutable_data_ptr<S>() : nullptr;
     j.dtheta = param_grads ? o.dthreshold.mutable_data_ptr<S>() : nullptr;
     j.dgsf = param_grads ? o.dgsf.mutable_data_ptr<S>() : nullptr;
-    at::parallel_for(0, N, grain_size(T), [&](int64_t begin, int64_t end) { backward_range(j, begin, end); });
+    parallel_chunks(N, T, [&](int64_t begin, int64_t end) { backward_range(j, begin, end); });
   });
   return {o.dx, o.dcomp0, o.dmem0, o.dbeta, o.dthreshold, o.dgsf};
 }
@@ -992,6 +1244,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }  // namespace
 
 const char* cpu_isa_name() { return float_variant().name; }
+
+// register.cpp's cpu_threads: the thread policy's state, after setting it where asked
+// (policy < 0, contended_ns < 0: leave as it is).
+std::vector<int64_t> cpu_threads(int64_t policy, int64_t contended_ns) {
+  ChunkPool& pool = ChunkPool::get();
+  if (policy >= 0) pool.set_policy(static_cast<int>(policy));
+  if (contended_ns >= 0) pool.set_contended_for(contended_ns);
+  const ChunkPool::State s = pool.state();
+  return {s.policy, s.contended, s.threaded_calls, s.single_calls, s.contended_calls, s.last_late_ns,
+          s.last_wait_ns, s.helpers_started};
+}
 
 TORCH_LIBRARY_IMPL(snntorch_clif, CPU, m) {
   m.impl("clif_forward", &forward_with_step<&clif_forward_cpu>);
