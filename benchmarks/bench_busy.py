@@ -19,8 +19,10 @@ the table reports medians of per-repetition ratios, which survive a machine that
 ``x 1 thread`` (to the fused call on one thread in the same condition and repetition) and
 ``x reference`` (to the reference with the same threads), plus ``x idle 1t`` (the median time
 over the idle median of the fused call on one thread). Other programs also share the machine:
-the load average before and after each condition is printed and saved, and the fused kernel's
-thread-policy counters (:func:`snntorch_clif.backends.cpu_threads`) say how its calls ran.
+the load average before and after each condition is printed and saved, with the CPUs this
+process could actually use at the start (``effective CPUs``: one spinning loop per CPU, timed
+against one alone), and the fused kernel's thread-policy counters
+(:func:`snntorch_clif.backends.cpu_threads`) say how its calls ran.
 
 Usage::
 
@@ -51,6 +53,28 @@ from snntorch_clif import surrogate as sg
 
 CONDITIONS = ("idle", "busy", "busy-pinned")
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def count_down(n: int) -> None:  # pragma: no cover - runs in child processes
+    while n:
+        n -= 1
+
+
+def effective_cpus(n: int = 5_000_000) -> float:
+    """How many CPUs' worth of work this machine gives us now: k loops on k processes at once
+    (k = the CPUs we may use) against one loop alone. An idle k-CPU machine gives about k."""
+    k = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ctx = multiprocessing.get_context("spawn")
+    times = []
+    for procs in (1, k):
+        workers = [ctx.Process(target=count_down, args=(n,)) for _ in range(procs)]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        times.append(time.perf_counter() - t0)
+    return k * times[0] / times[1]
 
 
 def spin(cpu: Optional[int]) -> None:  # pragma: no cover - runs in a child process
@@ -169,7 +193,8 @@ def print_table(results: list[dict]) -> None:
             print(f"{size:>13} {res['condition']:<12} {name:<16} {r['median_ms']:>9.3f} {r['mean_ms']:>8.3f} "
                   f"{r['max_ms']:>8.2f} {r['x_fused_1thread']:>10.2f} {r['x_reference']:>11.2f} "
                   f"{'' if idle is None else f'{idle:.2f}':>9}")
-        print(f"{'':>13} {'':<12} load average {res['load_before'][0]:.2f} -> {res['load_after'][0]:.2f}"
+        print(f"{'':>13} {'':<12} load average {res['load_before'][0]:.2f} -> {res['load_after'][0]:.2f}, "
+              f"effective CPUs {res['effective_cpus']:.2f}"
               + (f"; fused policy: {res['policy']}" if res.get("policy") else ""))
     print("x 1 thread / x reference: medians over repetitions of (time / the fused call on one thread, same "
           "condition) and (time / the reference with the same threads); x idle 1t: median / idle median of "
@@ -191,6 +216,7 @@ def main() -> None:
         idle_1t = None
         for condition in args.conditions:
             before = os.getloadavg()
+            cpus = effective_cpus()
             counters_before = policy_counters()
             with Spinner(condition):
                 times = time_condition(T, B, N, threads, args.reps)
@@ -198,7 +224,7 @@ def main() -> None:
             if condition == "idle":
                 idle_1t = statistics.median(times["fused@1"])
             res = {"T": T, "B": B, "N": N, "condition": condition, "load_before": before,
-                   "load_after": os.getloadavg(), "impl": summarize(times, threads, idle_1t)}
+                   "load_after": os.getloadavg(), "effective_cpus": cpus, "impl": summarize(times, threads, idle_1t)}
             if counters_before and counters_after:
                 res["policy"] = {k: counters_after[k] - counters_before[k]
                                  for k in ("threaded_calls", "single_calls", "contended_calls")}
@@ -209,6 +235,7 @@ def main() -> None:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
+        "nice": os.nice(0),  # this process's priority (the spinner's too); other programs keep theirs
         "threads": threads,
         "torch": torch.__version__,
         "backends": str(snntorch_clif.backends()),

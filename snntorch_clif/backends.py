@@ -234,10 +234,10 @@ class CpuThreads(NamedTuple):
     """How the fused CPU kernel has used threads in this process (:func:`cpu_threads`)."""
 
     policy: str  #: "adaptive" (default), "threads" or "single"
-    contended: bool  #: calls run on one thread now, after a late helper ("adaptive")
+    contended: bool  #: calls run on one thread now, after threads that did not pay off ("adaptive")
     threaded_calls: int  #: kernel calls that shared their work with helper threads
     single_calls: int  #: calls big enough for threads that ran on the calling thread alone
-    contended_calls: int  #: threaded calls whose helpers were late (each starts a back-off)
+    contended_calls: int  #: threaded calls whose helpers did not pay off (each starts a back-off)
     last_late_ms: float  #: the last threaded call: how late its first helper started
     last_wait_ms: float  #: the last threaded call: how long it then waited for helpers
     helper_threads: int  #: helper threads started (at most torch.get_num_threads() - 1)
@@ -252,14 +252,17 @@ def cpu_threads(policy: Optional[str] = None, contended_for: Optional[float] = N
     The kernel cuts the neurons into chunks that the calling thread and helper threads (up
     to ``torch.get_num_threads()`` threads in all, when the work pays for them) claim from
     one counter, so a call never waits for a helper that the operating system has not
-    scheduled: the caller takes every chunk no helper took. With ``policy="adaptive"`` (the
-    default) a call whose helper started more than 1 ms late, or that waited that long for
-    one, marks the CPU contended: the calls of the next 0.1 s run on the calling thread
-    alone, then threads are tried again (after 0.2 s if that try is late too, then 0.4 s,
-    up to 3.2 s; a try whose helpers are on time ends the back-off). ``"threads"`` and ``"single"`` force one behaviour (the
-    environment variable ``SNNTORCH_CLIF_CPU_POLICY`` sets it at import). Results are the
-    same bits whatever the policy and the thread count. ``contended_for`` (seconds) marks
-    the CPU contended for that long (``0``: not contended), for tests and benchmarks.
+    scheduled: the caller takes every chunk no helper took, and waits only for chunks a
+    helper is running. With ``policy="adaptive"`` (the default) a threaded call whose helpers
+    did not pay for themselves (it took more than 0.8 times the caller's CPU time per chunk
+    times all the chunks: no helper came in time, the caller waited for a preempted one, or
+    one shared the caller's core; another program holds the cores) sends the calls of the
+    next 0.1 s to the calling thread alone; then threads are tried again (after 0.2 s if that try does not
+    pay off either, then 0.4 s, up to 3.2 s; a try that pays off ends the back-off).
+    ``"threads"`` and ``"single"`` force one behaviour (the environment variable
+    ``SNNTORCH_CLIF_CPU_POLICY`` sets it at import). Results are the same bits whatever the
+    policy and the thread count. ``contended_for`` (seconds) sends the calls of that long to
+    one thread (``0``: ends a back-off), for tests and benchmarks.
 
     Raises ``RuntimeError`` when the compiled kernels are not loaded.
 

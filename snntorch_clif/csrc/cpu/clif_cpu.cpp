@@ -40,6 +40,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -48,6 +49,7 @@
 #if defined(__linux__)
 #include <pthread.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
@@ -922,23 +924,36 @@ int64_t grain_size(int64_t T) {
 // helper is running. A helper that has not started costs nothing; the worst case is a helper
 // preempted inside a chunk (~0.01-0.2 ms of work), waited for until it runs again.
 //
-// Policy (ChunkPool::Policy): kAdaptive (default) notes, at every threaded call, how late the
-// first helper claimed a chunk after the call started and how long the caller then waited
-// for helpers; either above kLateNs marks the CPU contended, and the calls of the next
-// back-off run on the calling thread alone (no wake-ups, nothing to wait for), then threads
-// are tried again. The back-off starts at kBackoffNs and doubles with every contended try
-// (up to kMaxBackoffNs), so a machine that stays busy costs a try every few seconds; a try
-// that finds the helpers on time ends it. kThreads / kSingle force one way (tests,
-// benchmarks). Every neuron's arithmetic is the same on any thread, in any chunk: results do
-// not depend on any of this. SNNTORCH_CLIF_CPU_POLICY=adaptive|threads|single sets the
-// policy at load time.
+// Policy (ChunkPool::Policy): kAdaptive (default) weighs every threaded call: alone, the caller
+// would have taken about `alone` = its CPU time per chunk (thread CPU time: time it was
+// descheduled does not count) x all the chunks; the call took `wall`. Threads paid off when a
+// helper ran chunks and wall < 0.8 alone (two threads on free cores: ~0.5-0.6 alone; a margin,
+// as two threads that share about one core come out near 1). When they did not (no helper came in time, one was
+// preempted inside a chunk, or a helper shared the caller's core: another program holds the
+// others), the calls of the next back-off run on the calling thread alone (no wake-ups,
+// nothing to wait for), then threads are tried again. The back-off starts at kBackoffNs and
+// doubles with every try that does not pay off (up to kMaxBackoffNs), so a machine that stays
+// busy costs a try every few seconds; a try that pays off ends it. Lateness alone costs nothing here (the caller works meanwhile): a
+// long call on a busy machine keeps the share of CPU its helpers win, a short one falls back
+// to one thread. kThreads / kSingle force one way (tests, benchmarks). Every neuron's
+// arithmetic is the same on any thread, in any chunk: results do not depend on any of this.
+// SNNTORCH_CLIF_CPU_POLICY=adaptive|threads|single sets the policy at load time.
 //
-// Helpers spin for kSpinNs after a job before they sleep: a forward is soon followed by
+// A helper that ran chunks spins for kSpinNs before it sleeps: a forward is soon followed by
 // another layer's call or its backward, and a sleeping helper takes tens of microseconds to
-// wake, a tenth of a small call's work.
+// wake, a tenth of a small call's work. One that woke too late to find a chunk sleeps at once.
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// CPU time of the calling thread (without a thread clock: wall time, as if never descheduled).
+int64_t thread_cpu_ns() {
+#if defined(__linux__)
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+#endif
+  return now_ns();
 }
 
 class ChunkPool {
@@ -946,9 +961,8 @@ class ChunkPool {
   enum Policy : int { kAdaptive = 0, kThreads = 1, kSingle = 2 };
   using Fn = void (*)(const void* ctx, int64_t chunk);
 
-  static constexpr int64_t kLateNs = 1000000;          // 1 ms: a descheduled helper, not a slow wake-up
-  static constexpr int64_t kBackoffNs = 100000000;      // 0.1 s on one thread after a late call ...
-  static constexpr int64_t kMaxBackoffNs = 3200000000;  // ... doubling while tries stay late, to 3.2 s
+  static constexpr int64_t kBackoffNs = 100000000;      // 0.1 s on one thread after threads did not pay ...
+  static constexpr int64_t kMaxBackoffNs = 3200000000;  // ... doubling while tries do not pay, to 3.2 s
   static constexpr int64_t kSpinNs = 100000;            // 0.1 ms
 
   // The pool of this process. Never destroyed (helpers may outlive exit handlers). A forked
@@ -989,14 +1003,18 @@ class ChunkPool {
     job->start_ns = now_ns();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      while (static_cast<int>(threads_started_) < helpers) start_helper(threads_started_++);
+      while (threads_started_.load(std::memory_order_relaxed) < helpers && start_helper()) {
+      }
+      job->helpers = std::min(helpers, threads_started_.load(std::memory_order_relaxed));
       current_ = job;
       ++generation_;
       posted_.store(generation_, std::memory_order_release);
     }
     cv_.notify_all();
-    work(*job);
+    const int64_t cpu_start = thread_cpu_ns();
+    const int64_t mine = work(*job, false);
     const int64_t own_end = now_ns();
+    const int64_t own_cpu = thread_cpu_ns() - cpu_start;
     // Wait for the chunks helpers are running: spin briefly, then sleep until the last one.
     for (int spin = 0; job->done.load(std::memory_order_acquire) < chunks; ++spin) {
       if (spin < 2000) {
@@ -1015,10 +1033,12 @@ class ChunkPool {
     const int64_t first = job->first_helper_ns.load(std::memory_order_relaxed);
     const int64_t late = first == kNever ? end - job->start_ns : first - job->start_ns;
     const int64_t waited = end - own_end;
+    const int64_t alone = mine > 0 ? chunks * (own_cpu / mine) : 0;
     last_late_ns_.store(late, std::memory_order_relaxed);
     last_wait_ns_.store(waited, std::memory_order_relaxed);
     if (policy == kAdaptive) {
-      if (late > kLateNs || waited > kLateNs) {
+      // the helpers did not pay for themselves (mine == 0: they ran every chunk, they did)
+      if (mine == chunks || (mine > 0 && 5 * (end - job->start_ns) >= 4 * alone)) {
         contended_calls_.fetch_add(1, std::memory_order_relaxed);
         const int64_t backoff = backoff_ns_.load(std::memory_order_relaxed);
         single_until_ns_.store(end + backoff, std::memory_order_relaxed);
@@ -1044,8 +1064,7 @@ class ChunkPool {
   };
   State state() const {
     return {policy_.load(), now_ns() < single_until_ns_.load(), threaded_calls_.load(), single_calls_.load(),
-            contended_calls_.load(), last_late_ns_.load(), last_wait_ns_.load(),
-            static_cast<int64_t>(threads_started_)};
+            contended_calls_.load(), last_late_ns_.load(), last_wait_ns_.load(), threads_started_.load()};
   }
 
  private:
@@ -1077,17 +1096,29 @@ class ChunkPool {
 #endif
   }
 
-  // Claim and run chunks until none is left; ctx is only touched for a chunk claimed here, and
-  // the caller returns only after every claimed chunk is done, so it is alive meanwhile.
-  static void work(Job& job) {
-    for (int64_t c; (c = job.next.fetch_add(1, std::memory_order_relaxed)) < job.chunks;) {
+  // Claim and run chunks until none is left; returns how many ran here. ctx is only touched for
+  // a chunk claimed here, and the caller returns only after every claimed chunk is done, so it
+  // is alive meanwhile.
+  static int64_t work(Job& job, bool helper) {
+    int64_t ran = 0;
+    for (int64_t c; (c = job.next.fetch_add(1, std::memory_order_relaxed)) < job.chunks; ++ran) {
       job.fn(job.ctx, c);
-      if (job.done.fetch_add(1, std::memory_order_acq_rel) + 1 == job.chunks) job.done.notify_all();
+      // (a helper notifies: the caller may be asleep; the caller's own last chunk needs none)
+      if (job.done.fetch_add(1, std::memory_order_acq_rel) + 1 == job.chunks && helper) job.done.notify_all();
     }
+    return ran;
   }
 
-  void start_helper(int index) {
-    std::thread([this, index] { helper_loop(index); }).detach();
+  // One more helper (under mu_); false when the system refuses a thread (the call then uses those it has).
+  bool start_helper() {
+    const int index = threads_started_.load(std::memory_order_relaxed);
+    try {
+      std::thread([this, index] { helper_loop(index); }).detach();
+    } catch (const std::system_error&) {
+      return false;
+    }
+    threads_started_.store(index + 1, std::memory_order_relaxed);
+    return true;
   }
 
   void helper_loop(int index) {
@@ -1095,12 +1126,14 @@ class ChunkPool {
     pthread_setname_np(pthread_self(), "snntorch_clif");
 #endif
     uint64_t seen = 0;
+    bool worked = false;
     for (;;) {
       std::shared_ptr<Job> job;
-      for (const int64_t until = now_ns() + kSpinNs;
+      for (const int64_t until = worked ? now_ns() + kSpinNs : 0;
            posted_.load(std::memory_order_acquire) == seen && now_ns() < until;) {
         cpu_relax();
       }
+      worked = false;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return generation_ != seen; });
@@ -1113,7 +1146,7 @@ class ChunkPool {
       int64_t first = job->first_helper_ns.load(std::memory_order_relaxed);
       while (t < first && !job->first_helper_ns.compare_exchange_weak(first, t, std::memory_order_relaxed)) {
       }
-      work(*job);
+      worked = work(*job, true) > 0;
     }
   }
 
@@ -1123,7 +1156,7 @@ class ChunkPool {
   std::shared_ptr<Job> current_;  // guarded by mu_
   uint64_t generation_ = 0;       // guarded by mu_
   std::atomic<uint64_t> posted_{0};  // generation_, for helpers spinning outside the lock
-  unsigned threads_started_ = 0;  // guarded by mu_
+  std::atomic<int> threads_started_{0};  // written under mu_
   std::atomic<bool> busy_{false};
   std::atomic<int> policy_{kAdaptive};
   std::atomic<int64_t> single_until_ns_{0};
