@@ -14,12 +14,9 @@ from torch import Tensor, nn
 from .functional import (
     check_input,
     check_reset_mechanism,
-    check_state,
     clif_sequence,
     clif_step,
-    parameter_dtype,
 )
-from .reference import _in_input_dtype
 from .surrogate import Disabled, SpikeGrad, resolve
 
 __all__ = ["CLIF", "SilentLayerWarning", "reset", "detach", "install_snntorch_backprop_support"]
@@ -154,8 +151,8 @@ class CLIF(snn.Leaky):
     output layer read out by its membrane (cross-entropy on ``mem`` at every step, as in
     snnTorch's tutorial 5) whose spikes are also counted: with the same-step reset and its
     gradient, that loss teaches the layer never to fire (see the *Coming from snn.Leaky*
-    page). Each step stays the fused op; a ``"multi"`` sequence then runs as fused single
-    steps. With ``reset_mechanism="none"`` the option changes nothing.
+    page). It runs on the fused kernels like every other setting. With
+    ``reset_mechanism="none"`` the option changes nothing.
 
     Args:
         beta: membrane decay :math:`\beta = 1 - 1/\tau`, in [0, 1]; float or tensor
@@ -429,19 +426,15 @@ class CLIF(snn.Leaky):
         shape = input_.shape[1:] if multi else input_.shape
         if comp is None:
             self._follow_mem_detach()
-            fresh = self._kept.mem.shape != shape  # empty, or the input's shape changed: zeros
             comp = self._kept_state(self._kept.comp, shape, input_)
             mem = self._kept_state(self._kept.mem, shape, input_)
         else:
-            fresh = mem.numel() == 0 if isinstance(mem, Tensor) else False
             comp = self._explicit_state(comp, "comp", shape)
             mem = self._explicit_state(mem, "mem", shape)
         beta, threshold, graded_spikes_factor = self._values()
         if beta.requires_grad:
             beta = beta.clamp(0, 1)
         common = self._step_arguments(beta, threshold, graded_spikes_factor)
-        if self.reset_delay and self._reset_mechanism != "none":  # without a reset, h_t = u_t
-            return self._forward_reset_delay(input_, comp, mem, fresh, multi, common)
         if multi:
             spk, comp, mem = clif_sequence(
                 input_, comp, mem, return_sequences=self.state_sequences, **common
@@ -521,71 +514,8 @@ class CLIF(snn.Leaky):
             graded_spikes_factor=graded_spikes_factor,
             inhibition=self.inhibition,
             state_quant=self.state_quant or None,
+            reset_delay=self.reset_delay,
         )
-
-    # --- reset_delay=True: report the membrane before the reset ------------------------
-    def _as_step_parameter(self, value: Tensor, x: Tensor) -> Tensor:
-        # The dtype the step itself uses (functional.as_parameter, then the reference's
-        # rounding to x's dtype), so that h computed here is the step's own h.
-        value = value.to(device=x.device, dtype=parameter_dtype(x.dtype))
-        return _in_input_dtype(value, x)  # type: ignore[return-value]
-
-    def _charge(self, u_prev: Tensor, x: Tensor, beta: Tensor) -> Tensor:
-        r""":math:`h_t = \beta u_{t-1} + x_t` (with ``state_quant``, as the step applies it)."""
-        h = self._as_step_parameter(beta, x) * u_prev + x
-        return self.state_quant(h) if self.state_quant else h
-
-    def _delayed_reset(self, comp: Tensor, h: Tensor) -> Tensor:
-        r""":math:`u_{t-1}` from the carried :math:`h_{t-1}` and :math:`m_{t-1}`: the reset of step
-        t-1, its spike and :math:`\sigma(m_{t-1})` detached, as snn.Leaky detaches its delayed
-        reset: a gradient through either (through the spike, or through :math:`m`, which
-        counts spikes) teaches a membrane-read output layer not to fire."""
-        threshold = self._as_step_parameter(self.threshold, h)
-        with torch.no_grad():
-            s = (h >= threshold).to(h.dtype)  # the spike step t-1 emitted (surrogate.spike's rule)
-            if self.inhibition:  # only the winner along dim 1 fired
-                winner = torch.zeros_like(s)
-                winner.scatter_(1, torch.argmax(h - threshold, dim=1, keepdim=True), 1.0)
-                s = s * winner
-            reset_by = torch.sigmoid(comp)
-        if self._reset_mechanism == "subtract":
-            u = h - s * (threshold + reset_by)
-        else:
-            u = (1 - s) * h - s * reset_by
-        return self.state_quant(u) if self.state_quant else u
-
-    def _forward_reset_delay(
-        self, input_: Tensor, comp: Tensor, mem: Tensor, fresh: bool, multi: bool, common: dict[str, Any]
-    ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        # `mem` carries h_{t-1}, the membrane before step t-1's reset: apply that reset now,
-        # run the fused step from u_{t-1}, and report h_t instead of u_t. A fresh (empty)
-        # state means no step before: u_{-1} = 0, nothing to reset.
-        # A sequence runs as fused single steps: the sequence kernel differentiates through
-        # its reset from step to step, and here the reset between steps is detached.
-        shape = input_.shape[1:] if multi else input_.shape
-        comp = check_state(comp, "comp", input_, shape)  # the step's own checks, before use here
-        mem = check_state(mem, "mem", input_, shape)
-        beta = common["beta"]
-        h = mem
-        spikes, comps, hs = [], [], []
-        for x_t in input_.unbind(0) if multi else (input_,):
-            u_prev = h if fresh else self._delayed_reset(comp, h)
-            fresh = False
-            spk, comp, _ = clif_step(x_t, comp, u_prev, **common)
-            h = self._charge(u_prev, x_t, beta)
-            spikes.append(spk)
-            if self.state_sequences:
-                comps.append(comp)
-                hs.append(h)
-        self._keep(_not_a_view(comp), _not_a_view(h))
-        if not multi:
-            return self._returned(spikes[0], self._kept.comp, self._kept.mem)
-        spk_seq = torch.stack(spikes) if spikes else input_.new_zeros(input_.shape)
-        if not self.state_sequences:
-            return self._returned(spk_seq, self._kept.comp, self._kept.mem)
-        if not spikes:  # T = 0: empty state sequences
-            return self._returned(spk_seq, comp.unsqueeze(0)[:0], h.unsqueeze(0)[:0])
-        return self._returned(spk_seq, torch.stack(comps), torch.stack(hs))
 
     # --- copying ------------------------------------------------------------------
     def __getstate__(self) -> dict:
