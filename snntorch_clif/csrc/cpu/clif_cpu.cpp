@@ -73,6 +73,7 @@
   __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c,bmi,bmi2,prefer-vector-width=512")))
 #endif
 #define CLIF_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi,bmi2")))
+#include <cpuid.h>
 #endif
 
 namespace snntorch_clif {
@@ -393,8 +394,11 @@ FloatVariant pick_float_variant() {
   const std::string want = cap ? cap : "";
 #ifdef CLIF_X86_VARIANTS
   __builtin_cpu_init();
+  // F16C from CPUID leaf 1 (ECX bit 29): clang before 18 rejects __builtin_cpu_supports("f16c").
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool has_f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
   const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+                        __builtin_cpu_supports("bmi2") && has_f16c;
   const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   if (has_avx512 && want != "avx2" && want != "generic") return {CLIF_TABLE(avx512, float), "avx512"};
