@@ -11,6 +11,11 @@ Environment switches (read at build time):
     ``nvcc`` is found and torch is a CUDA build. A GPU is never needed to compile.
 ``SNNTORCH_CLIF_BUILD``
     ``0``: compile nothing (pure Python; the package runs on its reference path).
+``SNNTORCH_CLIF_OPENMP``
+    unset or ``auto`` (default): compile the CPU kernel with ``-fopenmp`` when the C++
+    compiler (``$CXX``, else ``c++``) compiles and links an OpenMP probe with it, else
+    without (Apple's clang: the kernel then runs on one thread per call); ``1``: require
+    it; ``0``: never.
 ``TORCH_CUDA_ARCH_LIST``
     the GPU targets; when unset, those of the visible GPUs, or with none visible
     ``7.5;8.0;8.6;8.9;9.0+PTX`` (T4, A100, A10/RTX 30xx, L4/RTX 40xx, H100, and PTX that newer
@@ -62,7 +67,7 @@ def _extensions() -> tuple[list, dict]:
 
     if build_switch == "off":
         build.write_build_info(build.BUILD_INFO_FILE, torch_version=torch.__version__, torch_cuda=torch.version.cuda,
-                               compiled=False, with_cuda=False, cuda_archs="")
+                               compiled=False, with_cuda=False, cuda_archs="", openmp=False)
         return [], {}
     has_nvcc = bool(cuda_home) and os.path.exists(os.path.join(cuda_home, "bin", "nvcc"))
     with_cuda = cuda_switch == "on" or (cuda_switch == "auto" and has_nvcc and torch.version.cuda is not None)
@@ -73,9 +78,10 @@ def _extensions() -> tuple[list, dict]:
         )
 
     sources = [os.path.relpath(s, ROOT) for s in build.source_files(with_cuda)]
-    cxx = list(build.CXX_FLAGS)
+    openmp = build.openmp_config()
+    cxx = [*build.CXX_FLAGS, *openmp.cflags]
     macros: list[tuple[str, str | None]] = []
-    kwargs: dict = {"extra_link_args": list(build.LINK_FLAGS)}
+    kwargs: dict = {"extra_link_args": list(openmp.ldflags)}
     arch_list = ""
     if with_cuda:
         arch_list = build._device_arch_list()
@@ -92,8 +98,9 @@ def _extensions() -> tuple[list, dict]:
         ext = cpp_extension.CppExtension("snntorch_clif._C", sources, define_macros=macros, **kwargs)
     what = f" and the CUDA kernel ({arch_list})" if with_cuda else ""
     print(f"snntorch-clif: building the CPU kernel{what} for torch {torch.__version__}", file=sys.stderr)
+    print(f"snntorch-clif: {openmp.summary}", file=sys.stderr)
     build.write_build_info(build.BUILD_INFO_FILE, torch_version=torch.__version__, torch_cuda=torch.version.cuda,
-                           compiled=True, with_cuda=with_cuda, cuda_archs=arch_list)
+                           compiled=True, with_cuda=with_cuda, cuda_archs=arch_list, openmp=openmp.threads)
 
     class BuildExt(cpp_extension.BuildExtension):
         """Make a failed (unforced) build a warning: the package still works, on its reference path."""

@@ -15,10 +15,12 @@ import argparse
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -27,9 +29,12 @@ __all__ = [
     "DEFAULT_CUDA_ARCHS",
     "REBUILD_COMMAND",
     "Arch",
+    "OpenMP",
     "arch_runs_on",
     "cache_dir",
     "cached_library",
+    "cxx_compiler",
+    "openmp_config",
     "parse_arch_list",
     "resolve_cuda_arch_list",
     "main",
@@ -47,11 +52,11 @@ CSRC = PACKAGE_DIR / "csrc"
 BUILD_INFO_FILE = PACKAGE_DIR / "_build_info.py"
 
 # -ffp-contract=off: no fused multiply-adds beyond the explicit ones, so every ISA variant
-# (and the GPU, with --fmad=false) computes bit-identical results.
-CXX_FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off")
+# (and the GPU, with --fmad=false) computes bit-identical results. GCC's and clang's spelling;
+# OpenMP's flags come from openmp_config(), which asks the compiler.
+CXX_FLAGS = ("-O3", "-ffp-contract=off")
 # --ftz=true: subnormal floats flushed to zero, as the CPU kernel does (clif_math.h).
 NVCC_FLAGS = ("-O3", "--fmad=false", "--ftz=true", "-lineinfo")
-LINK_FLAGS = ("-fopenmp",)
 CUDA_MACRO = "SNNTORCH_CLIF_WITH_CUDA"
 
 
@@ -175,6 +180,89 @@ def find_cuda_home() -> Optional[str]:
     return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
 
 
+def cxx_compiler(environ: Optional[dict] = None) -> list[str]:
+    """The C++ compiler the build runs, as torch's ``cpp_extension`` picks it: ``$CXX``, else ``c++``.
+
+    Example: ``CXX="ccache clang++"`` gives ``["ccache", "clang++"]``.
+    """
+    environ = os.environ if environ is None else environ
+    return shlex.split(environ.get("CXX") or "c++")
+
+
+class OpenMP(NamedTuple):
+    """How the CPU kernel is compiled for threads: the flags, and what a user gets.
+
+    ``threads``: the kernel splits its neurons over PyTorch's OpenMP threads
+    (``at::parallel_for`` compiled with ``-fopenmp``); without it the kernel runs on the
+    calling thread (one thread per call; the rest of PyTorch keeps its own threads).
+    """
+
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+    threads: bool
+    summary: str  # one line for the build log
+
+
+_OPENMP_PROBE = """#include <omp.h>
+extern "C" int snntorch_clif_probe(const float* x, int n) {
+  int positive = 0;
+#pragma omp parallel for reduction(+ : positive)
+  for (int i = 0; i < n; ++i) positive += x[i] > 0.0f && omp_get_num_threads() > 0;
+  return positive;
+}
+"""
+_SIMD_PROBE = """extern "C" void snntorch_clif_probe(float* x, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) x[i] *= 2.0f;
+}
+"""
+
+
+def _compiler_accepts(compiler: Sequence[str], flags: Sequence[str], source: str, link: bool) -> bool:
+    """Whether ``compiler flags`` compiles ``source`` (and, with ``link``, links it into a shared library)."""
+    with tempfile.TemporaryDirectory(prefix="snntorch_clif_probe_") as tmp:
+        src = Path(tmp) / "probe.cpp"
+        src.write_text(source)
+        out = Path(tmp) / ("probe.so" if link else "probe.o")
+        command = [*compiler, *flags, "-fPIC", "-shared" if link else "-c", str(src), "-o", str(out)]
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return result.returncode == 0 and out.is_file()
+
+
+def openmp_config(compiler: Optional[Sequence[str]] = None, switch: Optional[str] = None) -> OpenMP:
+    """The OpenMP flags for ``compiler`` (default :func:`cxx_compiler`), found by compiling a probe.
+
+    ``switch`` (default: the ``SNNTORCH_CLIF_OPENMP`` environment variable, see
+    :func:`env_switch`): ``"auto"`` uses ``-fopenmp`` when the compiler compiles and links an
+    OpenMP loop with it (GCC; clang with its ``libomp``), else builds without it (Apple's
+    clang refuses ``-fopenmp``); ``"on"`` requires it; ``"off"`` never uses it. Without
+    ``-fopenmp`` the ``#pragma omp simd`` loops still vectorise under ``-fopenmp-simd`` when
+    the compiler accepts that (it needs no runtime), and the kernel runs on one thread per call.
+
+    Example::
+
+        >>> openmp_config(["g++"]).cflags
+        ('-fopenmp',)
+    """
+    compiler = list(compiler) if compiler is not None else cxx_compiler()
+    switch = env_switch("SNNTORCH_CLIF_OPENMP") if switch is None else switch
+    name = " ".join(compiler)
+    if switch != "off":
+        if _compiler_accepts(compiler, ["-fopenmp"], _OPENMP_PROBE, link=True):
+            return OpenMP(("-fopenmp",), ("-fopenmp",), True, f"{name} with OpenMP: the CPU kernel uses PyTorch's threads")
+        if switch == "on":
+            raise SystemExit(f"SNNTORCH_CLIF_OPENMP=1 but the C++ compiler ({name}) cannot compile and link an "
+                             "OpenMP loop with -fopenmp (set CXX to one that can, or unset SNNTORCH_CLIF_OPENMP)")
+        why = f"{name} does not compile and link -fopenmp"
+    else:
+        why = "SNNTORCH_CLIF_OPENMP=0"
+    simd = ("-fopenmp-simd",) if _compiler_accepts(compiler, ["-fopenmp-simd", "-Werror"], _SIMD_PROBE, link=False) else ()
+    return OpenMP(simd, (), False, f"{why}: the CPU kernel runs on one thread per call")
+
+
 def env_switch(name: str, environ: Optional[dict] = None) -> str:
     """``SNNTORCH_CLIF_CUDA``-style switch: ``"on"``, ``"off"`` or ``"auto"`` (unset, empty, ``auto``)."""
     environ = os.environ if environ is None else environ
@@ -197,8 +285,14 @@ def source_files(with_cuda: bool, csrc: Path = CSRC) -> list[str]:
 
 
 # --- the build record ----------------------------------------------------------------------
-def build_info_text(torch_version: str, torch_cuda: Optional[str], compiled: bool, with_cuda: bool, cuda_archs: str) -> str:
-    """The text of ``snntorch_clif/_build_info.py``, which ``setup.py`` writes (gitignored)."""
+def build_info_text(
+    torch_version: str, torch_cuda: Optional[str], compiled: bool, with_cuda: bool, cuda_archs: str,
+    openmp: bool = True,
+) -> str:
+    """The text of ``snntorch_clif/_build_info.py``, which ``setup.py`` writes (gitignored).
+
+    ``OPENMP``: whether the CPU kernel was compiled with ``-fopenmp`` (threads) or not (one thread per call).
+    """
     return (
         '"""Written by setup.py when the kernels were built; read by snntorch_clif.ops. Do not edit."""\n\n'
         f"TORCH_VERSION = {torch_version!r}\n"
@@ -206,6 +300,7 @@ def build_info_text(torch_version: str, torch_cuda: Optional[str], compiled: boo
         f"COMPILED = {compiled!r}\n"
         f"WITH_CUDA = {with_cuda!r}\n"
         f"CUDA_ARCHS = {arch_macro_value(cuda_archs) if with_cuda else ''!r}\n"
+        f"OPENMP = {bool(compiled and openmp)!r}\n"
     )
 
 
@@ -285,7 +380,8 @@ def _compile(cuda_switch: str, verbose: bool) -> int:
         return 2
     out = cache_dir(torch.__version__)
     out.mkdir(parents=True, exist_ok=True)
-    cflags = list(CXX_FLAGS)
+    openmp = openmp_config()
+    cflags = [*CXX_FLAGS, *openmp.cflags]
     arch_list = ""
     if with_cuda:
         arch_list = _device_arch_list()
@@ -293,12 +389,13 @@ def _compile(cuda_switch: str, verbose: bool) -> int:
         cflags += [f"-D{CUDA_MACRO}", f"-DSNNTORCH_CLIF_CUDA_ARCHS={arch_macro_value(arch_list)}"]
     what = f"CPU + CUDA ({arch_list})" if with_cuda else "CPU"
     print(f"snntorch-clif: building the {what} kernels for torch {torch.__version__} into {out}", file=sys.stderr)
+    print(f"snntorch-clif: {openmp.summary}", file=sys.stderr)
     cpp_extension.load(  # builds out/_C.so, then loads it here: a library that does not load fails now
         name="_C",
         sources=source_files(with_cuda),
         extra_cflags=cflags,
         extra_cuda_cflags=[f"-D{CUDA_MACRO}", *NVCC_FLAGS] if with_cuda else None,
-        extra_ldflags=list(LINK_FLAGS),
+        extra_ldflags=list(openmp.ldflags),
         build_directory=str(out),
         with_cuda=with_cuda,
         is_python_module=False,
