@@ -36,3 +36,20 @@ def pytest_collection_modifyitems(config, items):  # noqa: ARG001
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip_cuda)
+
+
+# A skip for a missing kernel build or build tool. Under SNNTORCH_CLIF_STRICT_SKIPS=1 (.ci/run,
+# where nvcc, the CUDA build, clang and the aarch64 cross compiler must all be there) such a
+# skip fails the test instead.
+TOOLCHAIN_SKIP_REASONS = ("not built", "in this build", "needs nvcc", "needs clang", "needs aarch64")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ARG001
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("SNNTORCH_CLIF_STRICT_SKIPS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if any(part in reason for part in TOOLCHAIN_SKIP_REASONS):
+            report.outcome = "failed"
+            report.longrepr = f"SNNTORCH_CLIF_STRICT_SKIPS=1, and this test would skip: {reason}"
