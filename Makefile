@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (every test).
 # Each creates the virtual environment and installs what it needs when missing.
 # `make gpu-check`: on a GPU machine, build for that GPU, run the CUDA tests and the GPU benchmark.
+# GNU make 3.81 (macOS) ignores .SHELLFLAGS: recipes that pipe set pipefail themselves.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 # pip warns about every package missing from the local extra indexes: keep its output readable.
@@ -9,36 +10,64 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.14.1
+EXTRAS ?= demo,test,docs,tutorials
 # Changes to these need a reinstall (the C++/CUDA extension is compiled at install time).
 BUILD_INPUTS := setup.py setup.cfg pyproject.toml snntorch_clif/_build.py $(shell find snntorch_clif/csrc -type f 2>/dev/null)
-# Two installs, one stamp each, so each target gets the build it needs (the newer one wins):
+# nvcc where the build looks for it (snntorch_clif/_build.py, find_cuda_home): $CUDA_HOME or
+# $CUDA_PATH when set, else /usr/local/cuda, else PATH. Empty when there is none.
+NVCC := $(shell for d in "$$CUDA_HOME" "$$CUDA_PATH"; do if [ -n "$$d" ]; then [ -x "$$d/bin/nvcc" ] && echo "$$d/bin/nvcc"; exit 0; fi; done; \
+	if [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda/bin/nvcc; else command -v nvcc; fi)
+# `make test` builds the CUDA kernel when nvcc is there (SNNTORCH_CLIF_CUDA=0/1 overrides;
+# .ci/run sets 1); without it the CPU kernel alone, and the tests of the compiled CUDA kernel
+# skip (the CUDA source still runs on the CPU through tests/cuda_emulator.py).
+CUDA_SWITCH := $(strip $(SNNTORCH_CLIF_CUDA))
+TEST_CUDA := $(if $(filter 1 true yes on,$(CUDA_SWITCH)),1,$(if $(filter 0 false no off,$(CUDA_SWITCH)),0,$(if $(NVCC),1,0)))
+# Three installs, one stamp each, so each target gets the build it needs (the newest one wins):
 # - LOCAL_STAMP (make demo, make install): what runs on this machine. The CUDA kernel is built
 #   only when a GPU is visible (for that GPU); a first `make demo` on a laptop does not wait for
 #   CUDA code it cannot run. SNNTORCH_CLIF_CUDA=0/1 in the environment overrides.
-# - CUDA_STAMP (make test): the CPU and the CUDA kernels for every default architecture, and
-#   fail loudly if they do not build (nvcc and torch's CUDA build are on our machines; no GPU is
-#   needed to compile). SNNTORCH_CLIF_CUDA=0 make test skips them. It serves `make demo` too.
+# - CUDA_STAMP (make test with nvcc): the CPU and the CUDA kernels for every default
+#   architecture, failing loudly if they do not build (no GPU is needed to compile). It serves
+#   `make demo` too.
+# - CPU_STAMP (make test without nvcc, or SNNTORCH_CLIF_CUDA=0): the CPU kernel alone.
 LOCAL_STAMP := $(VENV)/.snntorch-clif-installed
 CUDA_STAMP := $(VENV)/.snntorch-clif-installed-cuda
+CPU_STAMP := $(VENV)/.snntorch-clif-installed-cpu
+TEST_STAMP := $(if $(filter 1,$(TEST_CUDA)),$(CUDA_STAMP),$(CPU_STAMP))
 
-.PHONY: install demo test lint gpu-check torch-compat
+ifneq ($(filter test lint,$(MAKECMDGOALS)),)
+ifeq ($(TEST_CUDA),1)
+$(info make test: building the CPU and the CUDA kernels (nvcc: $(or $(NVCC),none found: the build will fail)))
+else ifeq ($(NVCC),)
+$(info make test: no nvcc found (CUDA_HOME, CUDA_PATH, /usr/local/cuda, PATH): CPU kernel only; the tests of the compiled CUDA kernel skip, its source still runs on the CPU emulator)
+else
+$(info make test: SNNTORCH_CLIF_CUDA=$(CUDA_SWITCH): CPU kernel only; the tests of the compiled CUDA kernel skip, its source still runs on the CPU emulator)
+endif
+endif
 
 # $(1): the SNNTORCH_CLIF_CUDA value for the package build (shell text)
 define install_package
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja $(QUIET_PIP)
-	SNNTORCH_CLIF_CUDA=$(1) $(PIP) install -q --no-build-isolation -e ".[demo,test,docs]" $(QUIET_PIP)
-	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium >/dev/null; } || echo "note: no chromium; the docs browser test will skip"
+	set -o pipefail; $(PIP) install -q "$(TORCH_SPEC)" setuptools wheel ninja $(QUIET_PIP)
+	set -o pipefail; SNNTORCH_CLIF_CUDA=$(1) $(PIP) install -q --no-build-isolation -e ".[$(EXTRAS)]" $(QUIET_PIP)
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: no chromium (Debian's package); the docs browser test will skip"
 endef
 
 $(LOCAL_STAMP): $(BUILD_INPUTS)
 	$(call install_package,$${SNNTORCH_CLIF_CUDA:-$$(test -x $(PY) && $(PY) -c 'import torch; print("auto" if torch.cuda.is_available() else 0)' 2>/dev/null || echo 0)})
-	rm -f $(CUDA_STAMP)
+	rm -f $(CUDA_STAMP) $(CPU_STAMP)
 	touch $@
 
 $(CUDA_STAMP): $(BUILD_INPUTS)
-	$(call install_package,$${SNNTORCH_CLIF_CUDA:-1})
+	$(call install_package,1)
+	rm -f $(CPU_STAMP)
+	touch $@ $(LOCAL_STAMP)
+
+$(CPU_STAMP): $(BUILD_INPUTS)
+	$(call install_package,0)
+	rm -f $(CUDA_STAMP)
 	touch $@ $(LOCAL_STAMP)
 
 install: $(LOCAL_STAMP)
@@ -46,7 +75,7 @@ install: $(LOCAL_STAMP)
 demo: $(LOCAL_STAMP)
 	$(PY) -m snntorch_clif.demo $(ARGS)
 
-lint: $(CUDA_STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
 test: lint
