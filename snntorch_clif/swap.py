@@ -259,17 +259,18 @@ def _drop_in(
     return clif
 
 
-def _readout_names(readout: Union[str, Iterable[str], None], leaky_names: list[str]) -> set[str]:
-    if readout is None or readout == "none":
+def _layer_names(arg: str, value: Union[str, Iterable[str], None], leaky_names: list[str]) -> set[str]:
+    """The layer names ``value`` (the argument ``arg`` of :func:`from_leaky`) selects."""
+    if value is None or value == "none":
         return set()
-    if readout == "last":
+    if value == "last":
         return set(leaky_names[-1:])
-    if isinstance(readout, str):
-        raise ValueError(f"readout must be 'last', 'none', None or an iterable of layer names, got {readout!r}")
-    names = set(readout)
+    if isinstance(value, str):
+        raise ValueError(f"{arg} must be 'last', 'none', None or an iterable of layer names, got {value!r}")
+    names = set(value)
     unknown = sorted(names - set(leaky_names))
     if unknown:
-        raise ValueError(f"readout names no snn.Leaky layer of the model: {unknown}; its Leaky layers are {leaky_names}")
+        raise ValueError(f"{arg} names no snn.Leaky layer of the model: {unknown}; its Leaky layers are {leaky_names}")
     return names
 
 
@@ -286,6 +287,7 @@ def from_leaky(
     *,
     readout: Union[str, Iterable[str], None] = "last",
     spike_grad: Union[str, SpikeGrad] = "leaky",
+    keep: Union[str, Iterable[str], None] = None,
 ) -> nn.Module:
     r"""A copy of ``model`` with every ``snn.Leaky`` (nested ones too) replaced by a :class:`DropInCLIF`.
 
@@ -313,6 +315,11 @@ def from_leaky(
         spike_grad: ``"leaky"`` (default: each layer keeps its Leaky's surrogate,
             snnTorch's ``atan`` when it had none), ``"paper"`` (the paper's rectangle, the
             plain :class:`~snntorch_clif.CLIF` default), or one surrogate for every layer.
+        keep: layers left as they are (``snn.Leaky`` / ``snn.RLeaky``), named as ``readout``
+            names them (``"last"``, ``None``, or names). ``keep="last"`` suits a model trained
+            on its output membrane against a target value (``mse_membrane_loss``, regression):
+            CLIF's reset of :math:`\theta + \sigma(m)` pulls that membrane off the target. See
+            :doc:`/migration` for the measured effect of each choice.
 
     Other neurons (``snn.Synaptic``, ``snn.Alpha``, subclasses of ``snn.Leaky``, ...) stay
     in place, named in a warning; a model without ``snn.Leaky`` or ``snn.RLeaky`` layers is
@@ -331,6 +338,8 @@ def from_leaky(
         (False, True, ATan(alpha=2.0))
         >>> clif_net.load_state_dict(net.state_dict())     # a trained Leaky model's weights
         <All keys matched successfully>
+        >>> type(from_leaky(net, keep="last")[3]).__name__  # the output layer stays snn.Leaky
+        'Leaky'
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -345,13 +354,15 @@ def from_leaky(
         warnings.warn("from_leaky: the model has no snn.Leaky or snn.RLeaky layer; it is returned unchanged", stacklevel=2)
         return model
     names = [name for name, _ in leakies]
-    delayed = _readout_names(readout, names)
+    kept = _layer_names("keep", keep, names)
+    delayed = _layer_names("readout", readout, names) - kept
+    leakies = [(name, leaky) for name, leaky in leakies if name not in kept]
     memo: dict[int, Any] = {}
     converted: dict[int, DropInCLIF] = {}
     for name, leaky in leakies:
         if id(leaky) not in converted:  # a layer used twice is converted once
             converted[id(leaky)] = _drop_in(leaky, name, memo, spike_grad, reset_delay=name in delayed)
-    if type(model) in _CONVERTED:
+    if id(model) in converted:
         return converted[id(model)]
     memo.update(converted)  # deepcopy puts each converted layer where its Leaky was
     try:

@@ -120,6 +120,35 @@ def test_readout_gets_the_delayed_reset() -> None:
         from_leaky(TwoLayer(), readout="first")
 
 
+def test_keep_leaves_named_layers_as_leaky() -> None:
+    torch.manual_seed(0)
+    net = TwoLayer()
+    kept = from_leaky(net, keep="last")
+    assert type(kept.lif1) is DropInCLIF and type(kept.lif2) is snn.Leaky
+    assert not kept.lif1.reset_delay  # the read-out is the kept layer, no CLIF gets the delayed reset
+    assert kept.lif2 is not net.lif2  # a copy: the model given is not modified
+    kept.load_state_dict(net.state_dict())
+    x = torch.rand(6, 4, 6)
+    spk, mem = kept(x)
+    # the kept layer is snnTorch's Leaky fed by CLIF's spikes: step it by hand
+    plain = from_leaky(net)
+    mem1, mem2 = plain.lif1.init_leaky(), net.lif2.init_leaky()
+    for step in range(x.shape[0]):
+        s1, mem1 = plain.lif1(net.fc1(x[step]), mem1)
+        s2, mem2 = net.lif2(net.fc2(s1), mem2)
+        torch.testing.assert_close(spk[step], s2)
+        torch.testing.assert_close(mem[step], mem2)
+    with pytest.raises(RuntimeError, match="Reset or detach the model's states first"):
+        from_leaky(net, keep="last")  # the kept Leaky holds a state inside an autograd graph
+    snn.utils.reset(net)
+    every = from_leaky(net, keep=["lif1", "lif2"])
+    assert every is not net and not any(isinstance(m, CLIF) for m in every.modules())
+    with pytest.raises(ValueError, match="keep names no snn.Leaky layer.*lif3"):
+        from_leaky(net, keep=["lif3"])
+    with pytest.raises(ValueError, match="keep must be"):
+        from_leaky(net, keep="first")
+
+
 def test_comp_starts_over_when_the_caller_does() -> None:
     lif = DropInCLIF(beta=0.9)
     x = torch.full((2, 3), 1.5)
