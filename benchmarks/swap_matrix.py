@@ -3,19 +3,21 @@ r"""The swap matrix: snnTorch's own recipes with ``snn.Leaky``, the plain CLIF s
 Every recipe of ``swap_recipes.py`` (snnTorch's tutorials 5, 6, 7, the quickstart, the
 regression and population-coding tutorials, ``snntorch.backprop``'s ``BPTT`` / ``TBPTT`` /
 ``RTRL``, and each of ``ce_rate_loss``, ``ce_count_loss``, ``mse_count_loss``,
-``mse_membrane_loss``) runs in three columns that differ in one call on the model:
+``mse_membrane_loss``) runs in four columns that differ in one call on the model:
 
 * ``leaky``: the recipe as snnTorch writes it;
 * ``plain``: ``from_leaky(net, readout=None, spike_grad="paper")``: the paper's neuron with
   its defaults (rectangle surrogate, same-step reset in every layer);
 * ``recommended``: ``from_leaky(net)``: each layer keeps its Leaky's surrogate and the last
-  layer delays its reset (``reset_delay=True``).
+  layer delays its reset (``reset_delay=True``);
+* ``keep_readout``: ``from_leaky(net, keep="last")``: the same, with the last layer left an
+  ``snn.Leaky``.
 
 Each column runs three seeds (the seed sets the initial weights, identical across columns,
 and the batch order). The table gives each recipe's final metric (test accuracy, or the
 regression tutorial's L1 loss) as the median [min-max] over the seeds, and the training
 iterations each CLIF column needs to first reach the Leaky column's median final value
-(``-`` when a column never does in the median seed). A ``*`` marks a recommended cell that
+(``-`` when a column never does in the median seed). A ``*`` marks a CLIF cell that
 trails Leaky by more than 1 point of accuracy (10 % of a loss).
 
 Run it all (about 30-40 minutes on 2 cores; two worker processes of one thread each)::
@@ -26,7 +28,7 @@ which prints the table and writes ``benchmarks/results/swap_matrix.json`` (the m
 date, versions, sizes and every run with its curves and per-layer diagnostics) and
 ``benchmarks/results/swap_matrix.rst`` (the table the documentation includes). Options:
 ``--quick`` (tiny sizes, one seed, seconds; writes to ``--json``/``--rst`` only when
-given), ``--recipes``, ``--columns`` (also the prototype columns of :data:`EXTRA_COLUMNS`),
+given), ``--recipes``, ``--columns`` (also the diagnostic columns of :data:`EXTRA_COLUMNS`),
 ``--seeds``, ``--jobs``.
 
 Example::
@@ -55,92 +57,24 @@ sys.path.insert(0, str(HERE))
 
 import snntorch as snn  # noqa: E402
 import torch  # noqa: E402
-from swap_recipes import COLUMNS, RECIPES, Converter, Probe  # noqa: E402
+from swap_recipes import COLUMNS, DIAGNOSTICS, RECIPES, Converter, Probe  # noqa: E402
 
 import snntorch_clif  # noqa: E402
-from snntorch_clif import _dispatch  # noqa: E402
-from snntorch_clif.surrogate import spike  # noqa: E402
 
 RESULTS = HERE / "results"
 CHEAPEST_FIRST = ("population_10", "population_500", "regression1", "bptt", "tbptt", "rtrl", "quickstart_fc",
                   "ce_rate_loss", "ce_count_loss", "mse_count_loss", "mse_membrane_loss", "tutorial5",
                   "quickstart_conv", "tutorial6", "tutorial7")
-BASE_COLUMNS = ("leaky", "plain", "recommended")
+BASE_COLUMNS = ("leaky", "plain", "recommended", "keep_readout")
 
 def _leaky_names(net: torch.nn.Module) -> list[str]:
     return [name for name, module in net.named_modules() if type(module) is snn.Leaky]
 
 
-def _leaky_readout(net: torch.nn.Module) -> torch.nn.Module:
-    """``from_leaky(net)`` with the read-out layer (the last Leaky) left an ``snn.Leaky``, rebuilt as it was."""
-    name = _leaky_names(net)[-1]
-    old = net.get_submodule(name)
-    converted = snntorch_clif.from_leaky(net)
-    leaky = snn.Leaky(beta=old.beta.detach().clone(), threshold=old.threshold.detach().clone(),
-                      spike_grad=old.spike_grad, surrogate_disable=old.surrogate_disable, init_hidden=old.init_hidden,
-                      inhibition=old.inhibition, learn_beta=isinstance(old.beta, torch.nn.Parameter),
-                      learn_threshold=isinstance(old.threshold, torch.nn.Parameter),
-                      reset_mechanism=old.reset_mechanism, state_quant=old.state_quant, output=old.output,
-                      graded_spikes_factor=old.graded_spikes_factor)
-    leaky.load_state_dict(old.state_dict())
-    parent, _, attr = name.rpartition(".")
-    setattr(converted.get_submodule(parent) if parent else converted, attr, leaky)
-    return converted
-
-
-# --- prototype: a reset whose spike is detached in the hidden layers -----------------------------
-# u_t = h_t - sg(s_t) (theta + sigma(m_t)): the reset's amount keeps its gradient through m_t (CLIF's
-# complementary path) but not through this step's spike (the term that flips the sign of du/dh near
-# threshold). Runs in plain PyTorch in place of the fused step, for the layers flagged below.
-_RESET_GRAD_MODE: list[str] = []
-_fused_run_step = _dispatch.run_step
-
-
-def _run_step_prototype(x: torch.Tensor, comp: Optional[torch.Tensor], mem: Optional[torch.Tensor],
-                        beta: torch.Tensor, threshold: torch.Tensor, gsf: torch.Tensor, spike_grad: Any,
-                        reset_mechanism: str, inhibition: bool, state_quant: Any) -> tuple[torch.Tensor, ...]:
-    if not _RESET_GRAD_MODE or reset_mechanism == "none" or inhibition or state_quant is not None:
-        return _fused_run_step(x, comp, mem, beta, threshold, gsf, spike_grad, reset_mechanism, inhibition,
-                               state_quant)
-    comp = torch.zeros_like(x) if comp is None else comp
-    mem = torch.zeros_like(x) if mem is None else mem
-    h = beta * mem + x
-    s = spike(h - threshold, spike_grad)
-    comp = torch.sigmoid((1 - beta) * h) * comp + s
-    fired = s.detach()
-    if reset_mechanism == "subtract":
-        mem = h - fired * (threshold + torch.sigmoid(comp))
-    else:
-        mem = (1 - fired) * h - fired * torch.sigmoid(comp)
-    return s * gsf, comp, mem
-
-
-def _push_mode(module: torch.nn.Module, args: Any) -> None:
-    _RESET_GRAD_MODE.append("spike_detached")
-
-
-def _pop_mode(module: torch.nn.Module, args: Any, output: Any) -> None:
-    _RESET_GRAD_MODE.pop()
-
-
-def _spike_detached_hidden(net: torch.nn.Module) -> torch.nn.Module:
-    """``from_leaky(net)`` whose hidden layers (all but the read-out) detach their reset's spike."""
-    _dispatch.run_step = _run_step_prototype  # this process runs the prototype where a layer asks for it
-    converted = snntorch_clif.from_leaky(net)
-    for module in converted.modules():
-        if isinstance(module, snntorch_clif.DropInCLIF) and not module.reset_delay:
-            module.register_forward_pre_hook(_push_mode)
-            module.register_forward_hook(_pop_mode)
-    return converted
-
-
-#: Prototype columns (candidate fixes of ``from_leaky``'s defaults), run with ``--columns``.
+#: Diagnostic columns, run with ``--columns``.
 EXTRA_COLUMNS: dict[str, Converter] = {
     # every layer delays its reset (and detaches it, as snn.Leaky does), not only the read-out
     "delay_all": lambda net: snntorch_clif.from_leaky(net, readout=_leaky_names(net)),
-    # the read-out stays snn.Leaky: separates the read-out's CLIF forward from the hidden layers' effect
-    "leaky_readout": _leaky_readout,
-    "spike_detached": _spike_detached_hidden,
 }
 
 
@@ -156,7 +90,7 @@ def run_one(task: tuple[str, str, int, bool]) -> dict[str, Any]:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", DeprecationWarning)
     snn.SpikingNeuron.instances.clear()  # snnTorch 1.0 keeps every neuron ever built; runs share a process
-    recipe = RECIPES[recipe_name]
+    recipe = {**RECIPES, **DIAGNOSTICS}[recipe_name]
     size = recipe.quick if quick else recipe.full
     probe = Probe()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -213,7 +147,7 @@ def _median_iterations(values: list[Optional[int]]) -> Optional[float]:
 def summarize(runs: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
     """Per recipe: each column's median, min, max of the final metric and the iterations to Leaky's level."""
     rows = []
-    for name, recipe in RECIPES.items():
+    for name, recipe in {**RECIPES, **DIAGNOSTICS}.items():
         mine = [r for r in runs if r["recipe"] == name]
         if not mine:
             continue
@@ -250,7 +184,7 @@ def _cell(row: dict[str, Any], column: str) -> str:
         return ""
     m = row["metric"]
     text = f"{_value(m, cell['median'])} [{_value(m, cell['min'])}-{_value(m, cell['max'])}]"
-    return text + (" *" if column == "recommended" and cell.get("trails_leaky") else "")
+    return text + (" *" if cell.get("trails_leaky") else "")
 
 
 def _iterations(row: dict[str, Any], column: str) -> str:
@@ -294,7 +228,7 @@ def rst_table(result: dict[str, Any]) -> str:
         f"{len(result['settings']['seeds'])} seeds per cell: median [min-max] of the final metric "
         "(test accuracy in %, or the regression tutorial's L1 loss), and the training iterations a CLIF "
         "column needs to first reach the Leaky column's median final value (``-``: not within the run). "
-        "``*``: ``from_leaky(net)`` trails Leaky by more than 1 point (10 % of a loss). "
+        "``*``: trails Leaky by more than 1 point (10 % of a loss). "
         "Reproduce with ``python benchmarks/swap_matrix.py``.",
         "",
         ".. list-table::",
@@ -339,6 +273,25 @@ def diagnostics(runs: list[dict[str, Any]], recipe: str, columns: list[str]) -> 
     return lines
 
 
+def _significant(value: Any, digits: int = 4) -> Any:
+    """``value`` with every float rounded to ``digits`` significant digits (dicts and lists walked)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _significant(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_significant(v, digits) for v in value]
+    return value
+
+
+def dumps(result: dict[str, Any]) -> str:
+    """The result as JSON: indented, one line per run (probe values to 4 significant digits)."""
+    head = json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1)
+    runs = ",\n".join("  " + json.dumps({**run, "probe": _significant(run.get("probe", []))})
+                       for run in result["runs"])
+    return head[:-2] + ',\n "runs": [\n' + runs + "\n ]\n}\n"
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -366,7 +319,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     """Parse the options, run the matrix, print it, write the JSON and RST files."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one seed (a smoke test)")
-    parser.add_argument("--recipes", nargs="*", choices=list(RECIPES), help="default: all")
+    parser.add_argument("--recipes", nargs="*", choices=list(RECIPES) + list(DIAGNOSTICS),
+                        help="default: every recipe of the matrix (DIAGNOSTICS: variants that isolate a cause)")
     parser.add_argument("--columns", nargs="*", help=f"default: {' '.join(BASE_COLUMNS)}")
     parser.add_argument("--seeds", type=int, nargs="*", help="default: 0 1 2 (0 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
@@ -378,6 +332,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--reuse", nargs="*", default=[], metavar="JSONL",
                         help="runs-log files of other invocations: their runs are not run again and join "
                         "the table (without it, the leaky column is always run)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="run nothing: the table of the runs in --reuse / --runs-log so far")
     parser.add_argument("--diagnose", nargs="*", default=[], metavar="RECIPE",
                         help="also print these recipes' per-layer diagnostics ('trailing': the rows where "
                         "from_leaky(net) trails Leaky)")
@@ -409,13 +365,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     finished = {(row["recipe"], row["column"], row["seed"], args.quick) for row in done}
     done = list({(r["recipe"], r["column"], r["seed"]): r for r in done}.values())  # one row per run
     tasks = [task for task in tasks if task not in finished and not (leaky_optional and task[1] == "leaky")]
+    if args.table_only:
+        tasks = []
     info = machine()
     print(f"swap matrix: {len(tasks)} runs on {args.jobs} worker(s), {info['cpu']}"
           + (f" ({len(done)} reused)" if done else ""), flush=True)
     start = time.perf_counter()
     runs = done + run_all(tasks, args.jobs, log)
     elapsed = time.perf_counter() - start
-    order = {name: i for i, name in enumerate(RECIPES)}
+    known = {**RECIPES, **DIAGNOSTICS}
+    order = {name: i for i, name in enumerate(known)}
     runs.sort(key=lambda r: (order[r["recipe"]], columns.index(r["column"]), r["seed"]))
     info["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result = {
@@ -423,10 +382,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "date": datetime.date.today().isoformat(),
         "machine": info,
         "settings": {"quick": args.quick, "seeds": seeds, "columns": columns, "jobs": args.jobs,
-                     "threads_per_run": 1, "sizes": {n: (RECIPES[n].quick if args.quick else RECIPES[n].full)
+                     "threads_per_run": 1, "sizes": {n: (known[n].quick if args.quick else known[n].full)
                                                      for n in recipes},
-                     "recipes": {n: {"source": RECIPES[n].source, "summary": RECIPES[n].summary,
-                                     "metric": RECIPES[n].metric} for n in recipes}},
+                     "recipes": {n: {"source": known[n].source, "summary": known[n].summary,
+                                     "metric": known[n].metric} for n in recipes}},
         "wall_seconds": round(elapsed, 1),
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in runs), 1),
         "summary": summarize(runs, columns),
@@ -440,7 +399,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         print("\n" + "\n".join(diagnostics(runs, name, columns)))
     print(f"\n{len(runs)} runs in {elapsed / 60:.1f} min ({result['cpu_seconds'] / 60:.1f} CPU-minutes)")
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
+        Path(json_path).write_text(dumps(result))
         print(f"wrote {json_path}")
     if rst_path:
         Path(rst_path).write_text(rst_table(result))

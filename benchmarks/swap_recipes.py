@@ -65,15 +65,16 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # "snntorch.backprop will be deprecated"
     from snntorch import backprop
 
-__all__ = ["COLUMNS", "RECIPES", "Probe", "Recipe", "digit_events", "digits_28x28"]
+__all__ = ["COLUMNS", "DIAGNOSTICS", "RECIPES", "Probe", "Recipe", "digit_events", "digits_28x28"]
 
 Converter = Callable[[nn.Module], nn.Module]
 
-#: The three columns of the matrix: the one call that differs between them.
+#: The columns of the matrix: the one call that differs between them.
 COLUMNS: dict[str, Converter] = {
     "leaky": lambda net: net,
     "plain": lambda net: from_leaky(net, readout=None, spike_grad="paper"),
     "recommended": lambda net: from_leaky(net),
+    "keep_readout": lambda net: from_leaky(net, keep="last"),
 }
 
 TEST_SIZE = 360
@@ -536,8 +537,12 @@ def quickstart_fc(convert: Converter, seed: int, size: dict, probe: Probe) -> di
     return _quickstart_loop(net, lambda data: net(data)[0], seed, size, probe)
 
 
-def regression1(convert: Converter, seed: int, size: dict, probe: Probe) -> dict[str, Any]:
-    """Regression tutorial 1: one ``sqrt`` curve learnt by the output membrane; final L1 loss."""
+def regression1(convert: Converter, seed: int, size: dict, probe: Probe, unit_threshold: bool = False
+                ) -> dict[str, Any]:
+    """Regression tutorial 1: one ``sqrt`` curve learnt by the output membrane; final L1 loss.
+
+    ``unit_threshold`` (a diagnostic, not the tutorial): the hidden thresholds are 1, not U(0, 1).
+    """
     timesteps, hidden = size["num_steps"], 128
 
     class Net(torch.nn.Module):
@@ -548,10 +553,12 @@ def regression1(convert: Converter, seed: int, size: dict, probe: Probe) -> dict
             spike_grad = surrogate.fast_sigmoid()
             beta_in = torch.rand(self.hidden)
             thr_in = torch.rand(self.hidden)
+            thr_in = torch.ones(self.hidden) if unit_threshold else thr_in
             self.fc_in = torch.nn.Linear(in_features=1, out_features=self.hidden)
             self.lif_in = snn.Leaky(beta=beta_in, threshold=thr_in, learn_beta=True, spike_grad=spike_grad)
             beta_hidden = torch.rand(self.hidden)
             thr_hidden = torch.rand(self.hidden)
+            thr_hidden = torch.ones(self.hidden) if unit_threshold else thr_hidden
             self.fc_hidden = torch.nn.Linear(in_features=self.hidden, out_features=self.hidden)
             self.lif_hidden = snn.Leaky(beta=beta_hidden, threshold=thr_hidden, learn_beta=True,
                                         spike_grad=spike_grad)
@@ -748,6 +755,11 @@ _FC_QUICK = dict(batch_size=32, num_steps=4, iters=3, evals=1)
 _BACKPROP = dict(batch_size=128, num_steps=12, epochs=8, K=5)
 _BACKPROP_QUICK = dict(batch_size=256, num_steps=4, epochs=1, K=3)
 
+def regression1_unit_threshold(convert: Converter, seed: int, size: dict, probe: Probe) -> dict[str, Any]:
+    """Diagnostic: regression tutorial 1 with every hidden threshold 1 (CLIF's reset is theta + sigma(m))."""
+    return regression1(convert, seed, size, probe, unit_threshold=True)
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("tutorial5", "docs/tutorials/tutorial_5.rst", "FC 784-1000-10, CE on mem every step", "accuracy",
            tutorial5, dict(batch_size=128, num_steps=25, iters=150, evals=10), _FC_QUICK),
@@ -779,4 +791,17 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            _FC_QUICK),
     Recipe("mse_membrane_loss", "snntorch/functional/loss.py", "FC 784-500-10, mse_membrane_loss(), "
            "membrane accuracy", "accuracy", _loss_recipe(SF.mse_membrane_loss, use_mem=True), _FC, _FC_QUICK),
+]}
+
+#: Variants of a recipe that isolate a cause (not rows of the matrix; run them with ``--recipes``).
+DIAGNOSTICS: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("regression1_unit_threshold", "docs/tutorials/tutorial_regression_1.rst",
+           "regression 1 with hidden thresholds 1 instead of U(0, 1)", "l1_loss", regression1_unit_threshold,
+           RECIPES["regression1"].full, RECIPES["regression1"].quick),
+    # three times the training: does a CLIF column that trails on a high-rate count target catch up?
+    *[Recipe(f"{name}_x3", RECIPES[name].source, f"{RECIPES[name].summary}, 3x the iterations",
+             RECIPES[name].metric, RECIPES[name].run,
+             dict(RECIPES[name].full, iters=3 * RECIPES[name].full["iters"], evals=3 * RECIPES[name].full["evals"]),
+             RECIPES[name].quick)
+      for name in ("quickstart_conv", "mse_count_loss")],
 ]}

@@ -366,7 +366,7 @@ def from_leaky(
         return converted[id(model)]
     memo.update(converted)  # deepcopy puts each converted layer where its Leaky was
     try:
-        return copy.deepcopy(model, memo)
+        result = copy.deepcopy(model, memo)
     except RuntimeError as error:
         if "deepcopy" not in str(error):
             raise
@@ -375,3 +375,10 @@ def from_leaky(
             f"an autograd graph ({error}). Reset or detach the model's states first "
             "(e.g. snntorch.utils.reset(model))"
         ) from error
+    # snnTorch resets and detaches Leaky states through the class-level registry its __init__
+    # fills; a copied (kept) Leaky is not in it until added
+    registry = snn.SpikingNeuron.instances
+    for module in result.modules():
+        if type(module) in _CONVERTED and not any(entry is module for entry in registry):
+            registry.append(module)
+    return result

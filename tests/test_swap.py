@@ -149,6 +149,23 @@ def test_keep_leaves_named_layers_as_leaky() -> None:
         from_leaky(net, keep="first")
 
 
+def test_a_kept_init_hidden_leaky_is_reset_by_snntorch() -> None:
+    """snnTorch resets init_hidden Leaky states through its class registry: the kept copy is in it."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), snn.Leaky(beta=0.9, init_hidden=True),
+                        nn.Linear(5, 3), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    kept = from_leaky(net, keep="last")
+    x = torch.rand(4, 2, 6)
+    for _epoch in range(2):  # the second backward fails if the kept layer's state still holds the first graph
+        snn.utils.reset(kept)
+        assert not kept[3].mem.requires_grad
+        mems = []
+        for step in range(x.shape[0]):
+            _spk, mem = kept(x[step])
+            mems.append(mem)
+        torch.stack(mems).sum().backward()
+
+
 def test_comp_starts_over_when_the_caller_does() -> None:
     lif = DropInCLIF(beta=0.9)
     x = torch.full((2, 3), 1.5)

@@ -85,6 +85,12 @@ def test_every_leaky_becomes_a_drop_in_clif_with_its_values(name: str) -> None:
         # every parameter and buffer carried over, learnable ones still learnable
         assert dict(clif_net.named_parameters()).keys() == dict(leaky_net.named_parameters()).keys()
         _assert_same_state(clif_net.state_dict(), leaky_net.state_dict())
+    kept = COLUMNS["keep_readout"](leaky_net)
+    last = leakies[-1][0]
+    assert type(kept.get_submodule(last)) is snn.Leaky and kept.get_submodule(last) is not leaky_net.get_submodule(last)
+    for layer_name, _leaky in leakies[:-1]:
+        assert type(kept.get_submodule(layer_name)) is DropInCLIF and not kept.get_submodule(layer_name).reset_delay
+    _assert_same_state(kept.state_dict(), leaky_net.state_dict())
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -258,7 +264,7 @@ def test_quick_matrix_writes_valid_json_and_rst(tmp_path: Path) -> None:
     swap_matrix.main(["--quick", "--jobs", "1", "--json", str(out), "--rst", str(rst)])
     result = json.loads(out.read_text())
     assert result["machine"]["versions"]["snntorch"] == snn.__version__ and result["date"]
-    assert len(result["runs"]) == 3 * len(RECIPES)
+    assert len(result["runs"]) == len(swap_matrix.BASE_COLUMNS) * len(RECIPES)
     for row in result["runs"]:
         recipe = RECIPES[row["recipe"]]
         values = [row["final"]] + [v for _, v in row["curve"]]
@@ -277,3 +283,19 @@ def test_quick_matrix_writes_valid_json_and_rst(tmp_path: Path) -> None:
             assert cell["min"] <= cell["median"] <= cell["max"]
     text = rst.read_text()
     assert ".. list-table::" in text and all(f"* - {name}" in text for name in RECIPES)
+
+
+def test_table_only_summarizes_logged_runs_without_running_any(tmp_path: Path) -> None:
+    log = tmp_path / "runs.jsonl"
+    rows = [{"recipe": "tutorial5", "column": column, "seed": seed, "final": final, "curve": [[150, final]],
+             "loss": [1.0], "extra": {}, "seconds": 1.0, "cpu_seconds": 1.0, "probe": []}
+            for column, finals in (("leaky", [0.9, 0.95, 0.92]), ("recommended", [0.5, 0.6, 0.7]))
+            for seed, final in enumerate(finals)]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows + rows[:1]))  # a run logged twice counts once
+    out, rst = tmp_path / "swap.json", tmp_path / "swap.rst"
+    result = swap_matrix.main(["--table-only", "--reuse", str(log), "--recipes", "tutorial5",
+                               "--columns", "leaky", "recommended", "--json", str(out), "--rst", str(rst)])
+    assert len(result["runs"]) == 6 and json.loads(out.read_text())["summary"] == result["summary"]
+    cell = result["summary"][0]["columns"]["recommended"]
+    assert cell["median"] == 0.6 and cell["trails_leaky"] and cell["iterations_to_leaky"] == [None] * 3
+    assert "60.0 [50.0-70.0] \\*" in rst.read_text()
