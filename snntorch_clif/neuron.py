@@ -17,7 +17,7 @@ from .functional import (
     clif_sequence,
     clif_step,
 )
-from .surrogate import Disabled, SpikeGrad, resolve
+from .surrogate import Disabled, Rectangle, SpikeGrad, resolve
 
 __all__ = ["CLIF", "SilentLayerWarning", "reset", "detach", "install_snntorch_backprop_support"]
 
@@ -486,17 +486,24 @@ class CLIF(snn.Leaky):
         if watch.silent_samples < SILENT_SAMPLES_TO_WARN:
             return
         watch.warned = True
-        warnings.warn(
-            f"{self!r} has almost stopped firing (at most {SILENT_FRACTION:.1%} of its neurons spiked in each of "
-            f"{SILENT_SAMPLES_TO_WARN} sampled training calls out of the last {SILENT_SAMPLES_TO_WARN * SILENCE_SAMPLE_EVERY}), "
-            "while its spikes carry a gradient. If the loss reads "
-            "this layer's membrane (e.g. cross-entropy on mem), build it with reset_delay=True; if the network "
-            "starts or drifts below threshold, the rectangle surrogate passes no gradient there: use "
-            "spike_grad=snntorch.surrogate.atan(). snntorch_clif.from_leaky(model) sets both for a converted "
-            "snn.Leaky model (see the docs' 'Coming from snn.Leaky' page).",
-            SilentLayerWarning,
-            stacklevel=4,
-        )
+        warnings.warn(self._silence_message(), SilentLayerWarning, stacklevel=4)
+
+    def _silence_message(self) -> str:
+        """What :meth:`_watch_silence` says: the fixes that apply to this layer's settings."""
+        said = (f"{self!r} has almost stopped firing (at most {SILENT_FRACTION:.1%} of its neurons spiked in each of "
+                f"{SILENT_SAMPLES_TO_WARN} sampled training calls out of the last "
+                f"{SILENT_SAMPLES_TO_WARN * SILENCE_SAMPLE_EVERY}), while its spikes carry a gradient.")
+        if not self.reset_delay:
+            said += (" If the loss reads this layer's membrane (e.g. cross-entropy on mem), build it with "
+                     "reset_delay=True.")
+        else:
+            said += (" It already reports its membrane before the reset (reset_delay=True); if the loss pulls that "
+                     "membrane to a target value (mse_membrane_loss, regression), keep this layer an snn.Leaky: "
+                     "snntorch_clif.from_leaky(model, keep='last').")
+        if isinstance(self.spike_grad, Rectangle):
+            said += (" If the network starts or drifts below threshold, the rectangle surrogate passes no gradient "
+                     "there: use spike_grad=snntorch.surrogate.atan().")
+        return said + " See the docs' 'Coming from snn.Leaky' page."
 
     def _returned(self, spk: Tensor, comp: Tensor, mem: Tensor) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
         if not torch.compiler.is_compiling():

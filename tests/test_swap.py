@@ -225,7 +225,15 @@ def test_silent_output_layer_warns_once_with_the_fix() -> None:
         for _ in range(3000):
             net(x)
     silent = [w for w in caught if issubclass(w.category, snntorch_clif.SilentLayerWarning)]
-    assert len(silent) == 1 and "reset_delay=True" in str(silent[0].message)
+    assert len(silent) == 1 and "build it with reset_delay=True" in str(silent[0].message)
+    assert "surrogate.atan()" in str(silent[0].message)  # the rectangle, CLIF's default
+    delayed = nn.Sequential(nn.Linear(4, 3), CLIF(init_hidden=True, reset_delay=True, spike_grad=sns.atan()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3000):
+            delayed(x)
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, snntorch_clif.SilentLayerWarning)]
+    assert "from_leaky(model, keep='last')" in message and "build it with" not in message and "atan()" not in message
     firing = nn.Sequential(nn.Linear(4, 3), CLIF(init_hidden=True))
     with torch.no_grad():
         firing[0].bias.fill_(5.0)
