@@ -190,11 +190,12 @@ def cxx_compiler(environ: Optional[dict] = None) -> list[str]:
 
 
 class OpenMP(NamedTuple):
-    """How the CPU kernel is compiled for threads: the flags, and what a user gets.
+    """The OpenMP flags of the CPU kernel's build, and whether it links OpenMP.
 
-    ``threads``: the kernel splits its neurons over PyTorch's OpenMP threads
-    (``at::parallel_for`` compiled with ``-fopenmp``); without it the kernel runs on the
-    calling thread (one thread per call; the rest of PyTorch keeps its own threads).
+    ``threads``: compiled with ``-fopenmp``. The kernel's threads are its own (a pool of
+    ``std::thread`` helpers, up to ``torch.get_num_threads()``), so every build runs on
+    threads; OpenMP only serves the ``#pragma omp simd`` loops, which ``-fopenmp-simd``
+    vectorises as well without a runtime.
     """
 
     cflags: tuple[str, ...]
@@ -240,7 +241,8 @@ def openmp_config(compiler: Optional[Sequence[str]] = None, switch: Optional[str
     OpenMP loop with it (GCC; clang with its ``libomp``), else builds without it (Apple's
     clang refuses ``-fopenmp``); ``"on"`` requires it; ``"off"`` never uses it. Without
     ``-fopenmp`` the ``#pragma omp simd`` loops still vectorise under ``-fopenmp-simd`` when
-    the compiler accepts that (it needs no runtime), and the kernel runs on one thread per call.
+    the compiler accepts that (it needs no runtime); either way the kernel runs on its own
+    threads.
 
     Example::
 
@@ -252,7 +254,7 @@ def openmp_config(compiler: Optional[Sequence[str]] = None, switch: Optional[str
     name = " ".join(compiler)
     if switch != "off":
         if _compiler_accepts(compiler, ["-fopenmp"], _OPENMP_PROBE, link=True):
-            return OpenMP(("-fopenmp",), ("-fopenmp",), True, f"{name} with OpenMP: the CPU kernel uses PyTorch's threads")
+            return OpenMP(("-fopenmp",), ("-fopenmp",), True, f"{name} with OpenMP")
         if switch == "on":
             raise SystemExit(f"SNNTORCH_CLIF_OPENMP=1 but the C++ compiler ({name}) cannot compile and link an "
                              "OpenMP loop with -fopenmp (set CXX to one that can, or unset SNNTORCH_CLIF_OPENMP)")
@@ -260,7 +262,8 @@ def openmp_config(compiler: Optional[Sequence[str]] = None, switch: Optional[str
     else:
         why = "SNNTORCH_CLIF_OPENMP=0"
     simd = ("-fopenmp-simd",) if _compiler_accepts(compiler, ["-fopenmp-simd", "-Werror"], _SIMD_PROBE, link=False) else ()
-    return OpenMP(simd, (), False, f"{why}: the CPU kernel runs on one thread per call")
+    return OpenMP(simd, (), False, f"{why}: built with {simd[0] if simd else 'no OpenMP flag'} "
+                  "(the CPU kernel's threads do not need OpenMP)")
 
 
 def env_switch(name: str, environ: Optional[dict] = None) -> str:
@@ -291,7 +294,7 @@ def build_info_text(
 ) -> str:
     """The text of ``snntorch_clif/_build_info.py``, which ``setup.py`` writes (gitignored).
 
-    ``OPENMP``: whether the CPU kernel was compiled with ``-fopenmp`` (threads) or not (one thread per call).
+    ``OPENMP``: whether the CPU kernel was compiled with ``-fopenmp`` (it runs on its own threads either way).
     """
     return (
         '"""Written by setup.py when the kernels were built; read by snntorch_clif.ops. Do not edit."""\n\n'

@@ -282,7 +282,7 @@ def test_quick_matrix_writes_valid_json_and_rst(tmp_path: Path) -> None:
         for cell in row["columns"].values():
             assert cell["min"] <= cell["median"] <= cell["max"]
     text = rst.read_text()
-    assert ".. list-table::" in text and all(f"* - {name}" in text for name in RECIPES)
+    assert ".. list-table::" in text and all(f"* - ``{name}``" in text for name in RECIPES)
 
 
 def test_table_only_summarizes_logged_runs_without_running_any(tmp_path: Path) -> None:

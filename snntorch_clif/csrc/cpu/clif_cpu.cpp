@@ -10,8 +10,8 @@
 // output is h_t, and the backward runs the "none" row with GU carried through each detached
 // reset (clif_math.h: clif_backward_core's delay, clif_delayed_reset_backward).
 //
-// Layout [T, N]. Neurons are split over threads (at::parallel_for, needs -fopenmp), each
-// thread walks blocks of kBlock neurons; for one block the time loop is outside and the
+// Layout [T, N]. Neurons are split over threads (parallel_chunks: the calling thread and
+// helper threads claim blocks of kBlock neurons); for one block the time loop is outside and the
 // loop over the block's neurons inside, so the inner loop is contiguous and vectorises
 // (the compiler vectorises clif_math.h's scalar code; ISA variants picked at run time).
 // The carries (u, m; GU, GM, sigma(m)) and the block's parameters live in per-thread rows
