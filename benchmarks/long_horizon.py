@@ -671,7 +671,7 @@ def run_study(args: argparse.Namespace) -> dict:
     earlier_wall = 0.0
     if (args.resume or args.finish) and (partial.exists() or args.out.exists()):
         saved = json.loads(partial.read_text()) if partial.exists() else _cells_of_result(json.loads(args.out.read_text()))
-        cells, earlier_wall = saved["cells"], saved.get("wall_s", 0.0)
+        cells, earlier_wall = saved["cells"], saved.get("wall_s") or 0.0
         finished = {(c["task"], c["beta"], c["neuron"], c["seed"]) for c in cells}
         jobs = [j for j in jobs if (j["task"], j["beta"], j["neuron"], j["seed"]) not in finished]
         print(f"resuming: {len(cells)} runs from {partial}, {len(jobs)} to go", flush=True)
