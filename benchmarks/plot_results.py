@@ -297,13 +297,44 @@ def table_open_neuromorphic(results: Path = RESULTS) -> list[str]:
 
 
 # --- output ---------------------------------------------------------------------------------
+# --- bench_busy.py: a CPU with a busy core -----------------------------------------------------
+BUSY_FILE = "busy_cpu.json"
+
+
+def table_busy(results: Path = RESULTS) -> list[str]:
+    """Markdown: per size, the fused call's idle one-thread time, and each case as a multiple of it."""
+    result = load(BUSY_FILE, results)
+    if result is None:
+        return ["*No bench_busy.py result committed.*"]
+    cases = [("fused@2", "idle", "fused, 2 threads, idle"), ("fused@2", "busy", "fused, 2 threads, busy"),
+             ("reference@2", "busy", "reference, 2 threads, busy")]
+    by_size: dict[tuple, dict[str, dict]] = {}
+    for row in result["results"]:
+        by_size.setdefault((row["T"], row["B"], row["N"]), {})[row["condition"]] = row["impl"]
+    lines = [f"Measured {str(result.get('date', 'undated'))[:10]}, {result.get('cpu', '?')} "
+             f"({result.get('cpus', '?')} cores), torch {result.get('torch', '?')}, {result.get('reps', '?')} "
+             "interleaved repetitions; busy: one process spinning beside the benchmark. Each case: the median "
+             "over repetitions of its time over the fused call's median on one thread of the idle machine.",
+             "", "| `[T, B, N]` | fused, 1 thread, idle | " + " | ".join(label for *_, label in cases) + " |",
+             "|---|---:|" + "---:|" * len(cases)]
+    for (t, b, n), conditions in sorted(by_size.items()):
+        idle = conditions.get("idle", {}).get("fused@1", {}).get("median_ms")
+        cells = [f"{idle:.2f} ms" if idle else ""]
+        for impl, condition, _ in cases:
+            value = conditions.get(condition, {}).get(impl, {}).get("x_idle_fused_1thread")
+            cells.append(f"{value:.2f} x" if value is not None else "")
+        lines.append(f"| `[{t}, {b}, {n}]` | " + " | ".join(cells) + " |")
+    return lines
+
+
 FIGURES = {
     "cost_over_T.png": figure_cost_over_t,
     "neuron_comparison.png": figure_neuron_comparison,
     "open_neuromorphic_time.png": figure_open_neuromorphic_time,
     "open_neuromorphic_memory.png": figure_open_neuromorphic_memory,
 }
-TABLES = {"bench_sweep": table_sweep, "bench_neuron": table_neuron, "bench_libraries": table_open_neuromorphic}
+TABLES = {"bench_sweep": table_sweep, "bench_neuron": table_neuron, "bench_libraries": table_open_neuromorphic,
+          "bench_busy": table_busy}
 
 
 def _plain_ticks(ax) -> None:  # noqa: ANN001
