@@ -38,9 +38,9 @@ import datetime
 import json
 import multiprocessing
 import os
-import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -50,6 +50,9 @@ import torch
 import snntorch_clif
 from snntorch_clif import backends, clif_sequence
 from snntorch_clif import surrogate as sg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_neuron import cpu_model  # noqa: E402
 
 CONDITIONS = ("idle", "busy", "busy-pinned")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,18 +107,6 @@ class Spinner:
         if self.process is not None:
             self.process.terminate()
             self.process.join()
-
-
-def cpu_model() -> str:
-    """The processor's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_competitors(T: int, B: int, N: int, threads: dict[str, int]) -> dict[str, Callable[[], None]]:

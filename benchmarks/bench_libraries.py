@@ -57,6 +57,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_neuron import cpu_model  # noqa: E402
+
 BATCH = 16
 STEPS = 500
 DEFAULT_SIZES = (4096, 8192)  # theirs: 4096, 8192, 16384 (see --sizes)
@@ -339,17 +342,6 @@ def summarize(raw: dict[str, dict], reference: str = REFERENCE) -> dict[str, dic
             "spikes_per_neuron_step": r.get("spikes_per_neuron_step"),
         }
     return out
-
-
-def cpu_model() -> str:
-    """The processor's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_description(threads: Optional[int] = None) -> dict:

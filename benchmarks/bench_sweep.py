@@ -47,7 +47,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -63,6 +62,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_neuron import (  # noqa: E402
     BYTES_PER_NEURON_STEP,
     cpu_isa,
+    cpu_model,
     leaky_step_loop,
     make_competitors,
     repetition_order,
@@ -86,18 +86,6 @@ def timed(fn: Callable[[], None], calls: int = 1) -> tuple[float, float]:
         fn()
     t1 = time.perf_counter()
     return (t1 - t0) / calls, (minor_faults() - f0) / calls
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what :mod:`platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_copy() -> Callable[[], None]:
@@ -387,7 +375,7 @@ def main() -> None:
         result = {
             "benchmark": "bench_sweep.py",
             "device": "cpu",
-            "device_name": cpu_name(),
+            "device_name": cpu_model(),
             "date": datetime.date.today().isoformat(),
             "isa": cpu_isa(),
             "cpu_count": os.cpu_count(),

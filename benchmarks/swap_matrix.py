@@ -57,6 +57,7 @@ sys.path.insert(0, str(HERE))
 
 import snntorch as snn  # noqa: E402
 import torch  # noqa: E402
+from bench_neuron import cpu_model  # noqa: E402
 from swap_recipes import COLUMNS, DIAGNOSTICS, RECIPES, Converter, Probe  # noqa: E402
 
 import snntorch_clif  # noqa: E402
@@ -315,20 +316,10 @@ def dumps(result: dict[str, Any]) -> str:
     return head[:-2] + ',\n "runs": [\n' + runs + "\n ]\n}\n"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """The machine and the library versions."""
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -153,3 +153,21 @@ def emulated_cuda_kernels(namespace: str = "snntorch_clif_emu") -> Iterator[None
         yield
     finally:
         library._destroy()
+
+
+def each_kernel(request, cpu_only_reason: str) -> Iterator[str]:  # noqa: ANN001 - pytest's FixtureRequest
+    """The body of a fixture parametrized over ``"cpu"`` and ``"cuda_emulated"``: yields the
+    parameter, under :func:`emulated_cuda_kernels` for the latter, which skips tests marked
+    ``cpu_kernel_only`` (``cpu_only_reason``) and float64 ones (no CUDA kernel for float64)."""
+    import pytest
+
+    if request.param != "cuda_emulated":
+        yield request.param
+        return
+    if request.node.get_closest_marker("cpu_kernel_only"):
+        pytest.skip(cpu_only_reason)
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("dtype") == torch.float64:
+        pytest.skip("the CUDA kernel has no float64 (float64 on a GPU runs the reference)")
+    with emulated_cuda_kernels():
+        yield request.param

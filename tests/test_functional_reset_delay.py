@@ -39,16 +39,7 @@ ATAN = sg.ATan(2.0)
 @pytest.fixture(params=["cpu", "cuda_emulated"], autouse=True)
 def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
     """Which kernel the op runs on: the CPU one, or the CUDA source executed on the CPU."""
-    if request.param == "cuda_emulated":
-        if request.node.get_closest_marker("cpu_kernel_only"):
-            pytest.skip("a property of the CPU kernel, or float64 (no CUDA kernel for it)")
-        callspec = getattr(request.node, "callspec", None)
-        if callspec is not None and callspec.params.get("dtype") == torch.float64:
-            pytest.skip("the CUDA kernel has no float64 (float64 on a GPU runs the reference)")
-        with cuda_emulator.emulated_cuda_kernels():
-            yield request.param
-    else:
-        yield request.param
+    yield from cuda_emulator.each_kernel(request, "a property of the CPU kernel, or float64 (no CUDA kernel for it)")
 
 
 def make_case(T: int, shape: tuple[int, ...], dtype: torch.dtype, *, seed: int = 0, per_neuron: bool = False,

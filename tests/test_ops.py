@@ -29,16 +29,8 @@ pytestmark = pytest.mark.skipif(not ops.AVAILABLE, reason=f"fused kernels not bu
 @pytest.fixture(params=["cpu", "cuda_emulated"], autouse=True)
 def kernel(request: pytest.FixtureRequest):  # noqa: ANN201
     """Which kernel the ops run on: the CPU one, or the CUDA source executed on the CPU."""
-    if request.param == "cuda_emulated":
-        if request.node.get_closest_marker("cpu_kernel_only"):
-            pytest.skip("tests a property of the CPU kernel")
-        callspec = getattr(request.node, "callspec", None)
-        if callspec is not None and callspec.params.get("dtype") == torch.float64:
-            pytest.skip("the CUDA kernel has no float64 (float64 on a GPU runs the reference)")
-        with cuda_emulator.emulated_cuda_kernels():
-            yield request.param
-    else:
-        yield request.param
+    yield from cuda_emulator.each_kernel(request, "tests a property of the CPU kernel")
+
 
 SURROGATES = [
     sg.Rectangle(1.0), sg.ATan(2.0), sg.FastSigmoid(25.0), sg.Sigmoid(5.0), sg.Triangular(1.0),
